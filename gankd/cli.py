@@ -1,0 +1,135 @@
+"""Command-line plumbing shared by the scripts: GluonCV-style flags, clear errors.
+
+Scripts only parse flags and call :func:`train_from_args`; the loop lives in
+:mod:`gankd.engine`.
+"""
+import argparse
+import random
+import sys
+
+import numpy as np
+
+from .errors import GankdError
+
+__all__ = ['training_parser', 'train_from_args', 'main_guard', 'seed_everything']
+
+
+def training_parser(description, distill):
+    """Flags of GluonCV's ``train_ssd.py``, plus the GAN-KD ones when ``distill``."""
+    p = argparse.ArgumentParser(description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument('--data-shape', type=int, default=512, help='input size (square)')
+    p.add_argument('--batch-size', type=int, default=32, help='total batch over all devices')
+    p.add_argument('--dataset', default='voc', choices=['voc'], help='dataset format')
+    p.add_argument('--dataset-root', default='data/synthetic_voc',
+                   help='VOC devkit folder holding VOC2007/ (and VOC2012/)')
+    p.add_argument('--gpus', default='', help="GPU ids, e.g. 0,1,2,3; '' trains on the CPU")
+    p.add_argument('--cpu-contexts', type=int, default=1,
+                   help='with --gpus "": number of CPU contexts (tests the multi-device path)')
+    p.add_argument('-j', '--num-workers', type=int, default=2, help='data loader processes')
+    p.add_argument('--epochs', type=int, default=240)
+    p.add_argument('--lr', type=float, default=1e-3, help='SGD learning rate')
+    p.add_argument('--lr-decay', type=float, default=0.1)
+    p.add_argument('--lr-decay-epoch', default='160,200', help='epochs at which lr decays')
+    p.add_argument('--momentum', type=float, default=0.9)
+    p.add_argument('--wd', type=float, default=5e-4)
+    p.add_argument('--log-interval', type=int, default=100, help='batches between log lines')
+    p.add_argument('--save-prefix', default=None, help='path prefix of saved files '
+                   '(default params/<model name>)')
+    p.add_argument('--save-interval', type=int, default=0,
+                   help='also save params every N epochs (0: best and last only)')
+    p.add_argument('--val-interval', type=int, default=1, help='validate every N epochs')
+    p.add_argument('--seed', type=int, default=233)
+    p.add_argument('--resume', default='', help="checkpoint folder, or 'auto' for the newest "
+                   "intact checkpoint of --save-prefix")
+    p.add_argument('--start-epoch', type=int, default=0)
+    p.add_argument('--keep-checkpoints', type=int, default=3)
+    if distill:
+        p.add_argument('--teacher', default='resnet50_v1', help='teacher base network')
+        p.add_argument('--teacher-params', default=None,
+                       help="teacher SSD weights; default: GluonCV's model-zoo file if cached")
+        p.add_argument('--student', default='mobilenet1.0', help='student base network')
+        p.add_argument('--gan-epochs', type=int, default=None,
+                       help='epochs with the critics (default: all); then detection only')
+        p.add_argument('--n-critic', type=int, default=1, help='critic steps per iteration')
+        p.add_argument('--clip', type=float, default=0.03, help='critic weight clipping')
+        p.add_argument('--adv-weight', type=float, default=1.0, help='weight of the GAN term')
+        p.add_argument('--lr-d', type=float, default=5e-4, help='critic Adam learning rate')
+        p.add_argument('--adapt', default='mismatch', choices=['mismatch', 'all'],
+                       help='1x1 adapters where channels differ, or on every level')
+    else:
+        p.add_argument('--network', default='resnet50_v1', help='base network of the SSD')
+    return p
+
+
+def seed_everything(seed):
+    import mxnet as mx
+    random.seed(seed)
+    np.random.seed(seed)
+    mx.random.seed(seed)
+
+
+def _check_args(args):
+    for name in ('batch_size', 'epochs', 'data_shape'):
+        if getattr(args, name) <= 0:
+            raise GankdError('--{} must be positive, got {}'.format(
+                name.replace('_', '-'), getattr(args, name)))
+    if getattr(args, 'n_critic', 1) < 1:
+        raise GankdError('--n-critic must be at least 1')
+    if getattr(args, 'clip', 1) <= 0:
+        raise GankdError('--clip must be positive')
+
+
+def train_from_args(args, distill):
+    """Build datasets and the run from parsed flags, then :func:`gankd.engine.fit`."""
+    from .builders import build_gankd_run, build_plain_run, contexts, train_anchors
+    from .data import train_loader, val_loader, voc_datasets
+    from .engine import TrainConfig, fit, setup_logging
+
+    _check_args(args)
+    seed_everything(args.seed)
+    ctx = contexts(args.gpus, args.cpu_contexts)
+    if args.batch_size % len(ctx):
+        raise GankdError('--batch-size {} does not split evenly over {} devices'.format(
+            args.batch_size, len(ctx)))
+    train_set, val_set, classes = voc_datasets(args.dataset_root)
+    if distill:
+        run = build_gankd_run(args.teacher, args.student, args.data_shape, classes, ctx,
+                              teacher_params=args.teacher_params, dataset=args.dataset,
+                              lr=args.lr, momentum=args.momentum, wd=args.wd, lr_d=args.lr_d,
+                              clip=args.clip, n_critic=args.n_critic,
+                              adv_weight=args.adv_weight, adapt=args.adapt)
+    else:
+        run = build_plain_run(args.network, args.data_shape, classes, ctx, dataset=args.dataset,
+                              lr=args.lr, momentum=args.momentum, wd=args.wd)
+    prefix = args.save_prefix or 'params/' + run.meta['name']
+    logger = setup_logging(prefix)
+    logger.info('{}: {}'.format(run.meta['name'], vars(args)))
+    anchors = train_anchors(run, args.data_shape)
+    train_data = train_loader(train_set, anchors, args.data_shape, args.batch_size,
+                              args.num_workers)
+    val_data = val_loader(val_set, args.data_shape, args.batch_size, args.num_workers)
+    cfg = TrainConfig(epochs=args.epochs, gan_epochs=getattr(args, 'gan_epochs', None),
+                      lr=args.lr, lr_decay=args.lr_decay, lr_decay_epoch=args.lr_decay_epoch,
+                      log_interval=args.log_interval, save_prefix=prefix,
+                      save_interval=args.save_interval, val_interval=args.val_interval,
+                      start_epoch=args.start_epoch, resume=args.resume,
+                      keep_checkpoints=args.keep_checkpoints, seed=args.seed)
+    return fit(run, train_data, val_data, cfg, logger)
+
+
+def main_guard(main):
+    """Run ``main()``; a GankdError becomes one line on stderr and exit code 2, Ctrl-C
+    exit code 130."""
+    from .engine import TrainingInterrupted
+    try:
+        return main()
+    except TrainingInterrupted as err:
+        print('{}: {}'.format(sys.argv[0].rsplit('/', 1)[-1], err), file=sys.stderr)
+        sys.exit(130)
+    except GankdError as err:
+        print('{}: error: {}'.format(sys.argv[0].rsplit('/', 1)[-1], err), file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print('interrupted', file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,76 @@
+"""Per-level Wasserstein critics (the "D Net" of GAN-KD, Figure 2 of the seed)."""
+import math
+
+import mxnet as mx
+from mxnet.gluon import HybridBlock, nn
+
+__all__ = ['FeatureCritic', 'CriticSet', 'clip_weights']
+
+
+class FeatureCritic(HybridBlock):
+    """Stride-2 convolutions down to 1x1, then one unbounded score per image.
+
+    Figure 2 draws only "downsampling convolutions ending in 1x1x1"; kernel 3,
+    LeakyReLU(0.2) and no normalisation are this project's choice (WGAN with weight
+    clipping works without batch norm in the critic, and without it a critic's score for
+    an image does not depend on the rest of the batch).
+
+    Parameters
+    ----------
+    in_channels : int
+        Channels of the feature map.
+    spatial : int
+        Height (= width) of the feature map; sets the depth, ceil(log2(spatial)).
+    width : int
+        Channels of the first convolution; doubled per layer up to ``max_width``.
+    max_width : int
+    """
+
+    def __init__(self, in_channels, spatial, width=64, max_width=256, **kwargs):
+        super(FeatureCritic, self).__init__(**kwargs)
+        self.depth = max(int(math.ceil(math.log2(spatial))), 0) if spatial > 1 else 0
+        with self.name_scope():
+            self.body = nn.HybridSequential()
+            channels = in_channels
+            if self.depth == 0:
+                # A 1x1 map has nothing to downsample: one 1x1 layer keeps a hidden layer.
+                self.body.add(nn.Conv2D(width, 1, in_channels=channels), nn.LeakyReLU(0.2))
+                channels = width
+            for i in range(self.depth):
+                out = min(width * 2 ** i, max_width)
+                self.body.add(nn.Conv2D(out, 3, strides=2, padding=1, in_channels=channels),
+                              nn.LeakyReLU(0.2))
+                channels = out
+            self.score = nn.Conv2D(1, 1, in_channels=channels)
+
+    def hybrid_forward(self, F, x):
+        return self.score(self.body(x)).reshape((0, -1)).mean(axis=1)
+
+
+class CriticSet(HybridBlock):
+    """One :class:`FeatureCritic` per level; returns a list of per-image scores.
+
+    Parameters
+    ----------
+    shapes : list of tuple
+        ``(C, H, W)`` of the teacher's maps.
+    width, max_width : int
+        See :class:`FeatureCritic`.
+    """
+
+    def __init__(self, shapes, width=64, max_width=256, **kwargs):
+        super(CriticSet, self).__init__(**kwargs)
+        with self.name_scope():
+            self.critics = nn.HybridSequential()
+            for c, h, _ in shapes:
+                self.critics.add(FeatureCritic(c, h, width, max_width))
+
+    def hybrid_forward(self, F, maps):
+        return [critic(m) for critic, m in zip(self.critics, maps)]
+
+
+def clip_weights(params, clip):
+    """Clip every parameter to [-clip, clip] in place, on every device (WGAN)."""
+    for param in params.values():
+        for data in param.list_data():
+            mx.nd.clip(data, -clip, clip, out=data)

@@ -1,0 +1,143 @@
+"""Datasets and loaders: GluonCV's VOCDetection and SSD transforms, with clear errors."""
+import os
+import xml.etree.ElementTree as ET
+
+import numpy as np
+from mxnet import gluon
+from gluoncv.data import VOCDetection
+from gluoncv.data.batchify import Pad, Stack, Tuple
+from gluoncv.data.transforms.presets.ssd import SSDDefaultTrainTransform, SSDDefaultValTransform
+
+from .errors import GankdError
+from .ssd import VOC_CLASSES
+
+__all__ = ['read_classes', 'VOCLayoutDetection', 'voc_datasets', 'train_loader', 'val_loader']
+
+VOC_LAYOUT = ('expected the VOC devkit layout: DIR/VOC2007/{Annotations,JPEGImages,'
+              'ImageSets/Main/test.txt} and DIR/VOC2007 or DIR/VOC2012 ImageSets/Main/trainval.txt')
+
+
+def read_classes(root):
+    """Class names from ``root/classes.txt`` (one per line) or the 20 VOC classes."""
+    path = os.path.join(root, 'classes.txt')
+    if not os.path.isfile(path):
+        return list(VOC_CLASSES)
+    with open(path) as f:
+        names = [line.strip().lower() for line in f if line.strip()]
+    if not names:
+        raise GankdError('{} lists no class names'.format(path))
+    return names
+
+
+class VOCLayoutDetection(VOCDetection):
+    """GluonCV's :class:`VOCDetection` with a class list of its own and strict labels.
+
+    GluonCV logs and drops a box that lies outside its image and fails with no file name
+    on an unreadable XML; here both raise a :class:`GankdError` naming the file.
+
+    Parameters
+    ----------
+    root : str
+        The devkit folder (holds ``VOC2007/``).
+    splits : list of (int, str)
+    classes : list of str
+    transform : callable or None
+    """
+
+    def __init__(self, root, splits, classes, transform=None):
+        self._class_names = tuple(classes)
+        super(VOCLayoutDetection, self).__init__(root=root, splits=splits, transform=transform)
+
+    @property
+    def classes(self):
+        return self._class_names
+
+    def _load_label(self, idx):
+        anno_path = self._anno_path.format(*self._items[idx])
+        if not os.path.isfile(anno_path):
+            raise GankdError('annotation file missing: {}'.format(anno_path))
+        try:
+            root = ET.parse(anno_path).getroot()
+            size = root.find('size')
+            width = float(size.find('width').text)
+            height = float(size.find('height').text)
+            self._im_shapes[idx] = (width, height)
+            label = []
+            for obj in root.iter('object'):
+                difficult = obj.find('difficult')
+                difficult = int(difficult.text) if difficult is not None and difficult.text else 0
+                name = obj.find('name').text.strip().lower()
+                if name not in self.index_map:
+                    continue  # classes outside the chosen list are ignored, as in GluonCV
+                box = obj.find('bndbox')
+                xmin, ymin, xmax, ymax = [float(box.find(k).text) - 1
+                                          for k in ('xmin', 'ymin', 'xmax', 'ymax')]
+                self._validate_label(xmin, ymin, xmax, ymax, width, height)
+                label.append([xmin, ymin, xmax, ymax, self.index_map[name], difficult])
+        except ET.ParseError as err:
+            raise GankdError('malformed annotation {}: not valid XML ({})'.format(anno_path, err))
+        except AttributeError:
+            raise GankdError('malformed annotation {}: a size, name or bndbox field is '
+                             'missing'.format(anno_path)) from None
+        except (TypeError, ValueError) as err:
+            raise GankdError('malformed annotation {}: a number does not parse ({})'.format(
+                anno_path, err)) from None
+        except AssertionError as err:
+            raise GankdError('malformed annotation {}: box outside the image ({})'.format(
+                anno_path, err)) from None
+        return np.array(label, dtype='float32').reshape((-1, 6))
+
+
+def _split_file(root, year, name):
+    return os.path.join(root, 'VOC{}'.format(year), 'ImageSets', 'Main', name + '.txt')
+
+
+def voc_datasets(root, classes=None):
+    """Training (trainval splits present) and test (VOC2007 test) datasets.
+
+    Parameters
+    ----------
+    root : str
+        The devkit folder holding ``VOC2007/`` and optionally ``VOC2012/``.
+    classes : list of str or None
+        Defaults to :func:`read_classes`.
+
+    Returns
+    -------
+    (VOCLayoutDetection, VOCLayoutDetection, list of str)
+    """
+    root = os.path.expanduser(root)
+    if not os.path.isdir(root):
+        raise GankdError('dataset root not found: {}; {}'.format(root, VOC_LAYOUT))
+    test_file = _split_file(root, 2007, 'test')
+    if not os.path.isfile(test_file):
+        raise GankdError('split file not found: {}; {}'.format(test_file, VOC_LAYOUT))
+    train_splits = [(y, 'trainval') for y in (2007, 2012)
+                    if os.path.isfile(_split_file(root, y, 'trainval'))]
+    if not train_splits:
+        raise GankdError('split file not found: {}; {}'.format(
+            _split_file(root, 2007, 'trainval'), VOC_LAYOUT))
+    classes = classes or read_classes(root)
+    train = VOCLayoutDetection(root, train_splits, classes)
+    test = VOCLayoutDetection(root, [(2007, 'test')], classes)
+    return train, test, classes
+
+
+def train_loader(dataset, anchors, data_shape, batch_size, num_workers=0, shuffle=True):
+    """GluonCV's SSD training pipeline: augmentation and anchor targets, batches of
+    ``(images, cls_targets, box_targets)``; the last partial batch rolls over."""
+    transform = SSDDefaultTrainTransform(data_shape, data_shape, anchors)
+    return gluon.data.DataLoader(
+        dataset.transform(transform), batch_size, shuffle=shuffle,
+        batchify_fn=Tuple(Stack(), Stack(), Stack()), last_batch='rollover',
+        num_workers=num_workers)
+
+
+def val_loader(dataset, data_shape, batch_size, num_workers=0):
+    """Resized test images with labels padded by -1; every image is kept (no rollover,
+    unlike GluonCV's eval_ssd.py, which drops the last partial batch)."""
+    transform = SSDDefaultValTransform(data_shape, data_shape)
+    return gluon.data.DataLoader(
+        dataset.transform(transform), batch_size, shuffle=False,
+        batchify_fn=Tuple(Stack(), Pad(pad_val=-1)), last_batch='keep',
+        num_workers=num_workers)

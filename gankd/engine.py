@@ -1,0 +1,367 @@
+"""The training engine: one function per epoch, one for evaluation, one to fit.
+
+One loop serves plain SSD training and GAN-KD: a :class:`Run` with no distillation
+terms and no teacher is plain SSD training; with an :class:`AdversarialTerm` (and any
+other :class:`DistillTerm`) it is distillation.
+"""
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon
+from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
+
+from .checkpoint import load_checkpoint, resolve_resume, save_checkpoint
+from .detector import save_detector
+from .distill import Captures
+from .errors import DivergenceError, GankdError
+
+__all__ = ['Run', 'TrainConfig', 'split', 'train_one_epoch', 'evaluate', 'fit',
+           'learning_rate', 'TrainingInterrupted']
+
+
+class TrainingInterrupted(GankdError):
+    """Ctrl-C during training; a checkpoint was saved."""
+
+
+@dataclass
+class Run:
+    """Everything one training run trains and reads.
+
+    Attributes
+    ----------
+    ctx : list of mxnet.Context
+    backbone : HybridBlock
+        The trained backbone (student, or the SSD's own features).
+    head : gankd.ssd.SSDHead
+        The trained head.
+    trainer : gluon.Trainer
+        Steps backbone and head parameters.
+    save_block : Block
+        The block whose params are the deliverable (SSD or Detector).
+    meta : dict
+        Architecture description written beside every params file.
+    classes : list of str
+    teacher : HybridBlock or None
+        The frozen teacher backbone.
+    terms : list of DistillTerm
+    """
+    ctx: List[Any]
+    backbone: Any
+    head: Any
+    trainer: Any
+    save_block: Any
+    meta: dict
+    classes: List[str]
+    teacher: Any = None
+    terms: List[Any] = field(default_factory=list)
+    loss_fn: Any = None
+
+    def __post_init__(self):
+        if self.loss_fn is None:
+            from gluoncv.loss import SSDMultiBoxLoss
+            self.loss_fn = SSDMultiBoxLoss()
+
+    def blocks(self):
+        blocks = {'model': self.save_block}
+        for term in self.terms:
+            blocks.update(term.blocks())
+        return blocks
+
+    def trainers(self):
+        trainers = {'trainer': self.trainer}
+        for term in self.terms:
+            trainers.update(term.trainers())
+        return trainers
+
+
+@dataclass
+class TrainConfig:
+    """The loop's settings; names and defaults follow GluonCV's ``train_ssd.py``."""
+    epochs: int = 240
+    gan_epochs: Optional[int] = None
+    lr: float = 1e-3
+    lr_decay: float = 0.1
+    lr_decay_epoch: str = '160,200'
+    log_interval: int = 100
+    save_prefix: str = 'params/run'
+    save_interval: int = 0
+    val_interval: int = 1
+    start_epoch: int = 0
+    resume: str = ''
+    keep_checkpoints: int = 3
+    nms_thresh: float = 0.45
+    nms_topk: int = 400
+    seed: int = 233
+
+
+def split(data, ctx, even=True):
+    """Split a batch over devices; with ``even=False`` a short batch uses fewer devices."""
+    ctx = ctx[:max(1, min(len(ctx), data.shape[0]))]
+    return gluon.utils.split_and_load(data, ctx_list=ctx, batch_axis=0, even_split=even)
+
+
+def learning_rate(cfg, epoch):
+    """Step schedule of ``train_ssd.py``: ``lr * lr_decay ** (decay epochs passed)``."""
+    steps = [int(e) for e in str(cfg.lr_decay_epoch).split(',') if e.strip()]
+    return cfg.lr * cfg.lr_decay ** sum(epoch >= s for s in steps)
+
+
+def _scalars_to_host(named):
+    """One device-to-host copy for all logged scalars of an iteration."""
+    names = list(named)
+    if not names:
+        return {}
+    cpu = mx.cpu()
+    stacked = mx.nd.concat(*[named[n].reshape((1,)).as_in_context(cpu) for n in names], dim=0)
+    return dict(zip(names, stacked.asnumpy().tolist()))
+
+
+class MeanMeter(object):
+    """Running means of named scalars."""
+
+    def __init__(self):
+        self.sums, self.counts = {}, {}
+
+    def update(self, values):
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+            self.counts[k] = self.counts.get(k, 0) + 1
+
+    def means(self):
+        return {k: self.sums[k] / self.counts[k] for k in self.sums}
+
+    def reset(self):
+        self.sums, self.counts = {}, {}
+
+
+def _format(values):
+    return ', '.join('{}={:.4f}'.format(k, v) for k, v in values.items())
+
+
+LOG_ORDER = ['Loss_D', 'Loss_D_real', 'Loss_D_fake', 'Loss_G', 'CrossEntropy', 'SmoothL1']
+
+
+def _ordered(values):
+    keys = [k for k in LOG_ORDER if k in values] + sorted(k for k in values if k not in LOG_ORDER)
+    return {k: values[k] for k in keys}
+
+
+def train_step(run, batch, distill=True):
+    """One iteration: critic steps, then one student step. Returns host-side losses.
+
+    Parameters
+    ----------
+    run : Run
+    batch : tuple of NDArray
+        ``(images, cls_targets, box_targets)`` on the CPU.
+    distill : bool
+        Whether the distillation terms are on (first stage) or off (fine-tuning).
+
+    Returns
+    -------
+    dict of str -> float
+    """
+    xs, cls_t, box_t = [split(b, run.ctx) for b in batch]
+    total = float(batch[0].shape[0])
+    terms = run.terms if distill else []
+    need_teacher = any(t.needs_teacher for t in terms)
+    # The teacher runs outside autograd.record: no graph, no gradients, BN in inference.
+    t_maps = [run.teacher(x) for x in xs] if need_teacher else [None] * len(xs)
+    with autograd.record():
+        s_maps = [run.backbone(x) for x in xs]
+    caps = [Captures(list(s), t, x.shape[0] / total) for s, t, x in zip(s_maps, t_maps, xs)]
+    logged = {}
+    for term in terms:
+        for name, per_device in term.prepare(caps).items():
+            logged[name] = sum(v.as_in_context(run.ctx[0]) for v in per_device)
+    # A second record scope continues the student graph recorded above, so the student
+    # forward runs once per iteration although the critics were updated in between.
+    with autograd.record():
+        for cap, ct, bt in zip(caps, cls_t, box_t):
+            cap.cls_preds, cap.box_preds, cap.anchors = run.head(cap.student_maps)
+            cap.cls_targets, cap.box_targets = ct, bt
+        sum_loss, cls_loss, box_loss = run.loss_fn(
+            [c.cls_preds for c in caps], [c.box_preds for c in caps], cls_t, box_t)
+        objectives = [l.sum() for l in sum_loss]
+        for term in terms:
+            parts = [term.weight * term.loss(cap) * cap.fraction for cap in caps]
+            objectives = [o + p for o, p in zip(objectives, parts)]
+            logged[term.name] = sum(p.as_in_context(run.ctx[0]) for p in parts)
+    logged['CrossEntropy'] = sum(l.sum().as_in_context(run.ctx[0]) for l in cls_loss)
+    logged['SmoothL1'] = sum(l.sum().as_in_context(run.ctx[0]) for l in box_loss)
+    values = _scalars_to_host(logged)
+    if 'Loss_D_real' in values:
+        values['Loss_D'] = values['Loss_D_real'] - values['Loss_D_fake']
+    bad = [k for k, v in values.items() if not math.isfinite(v)]
+    if bad:
+        # Raised before the student's update, so its weights stay the last good ones.
+        raise DivergenceError('{} became {}'.format(bad[0], values[bad[0]]))
+    autograd.backward(objectives)
+    # SSDMultiBoxLoss and the terms are already normalised over the whole batch.
+    run.trainer.step(1)
+    return values
+
+
+def train_one_epoch(run, loader, epoch, distill=True, log_interval=100, logger=None,
+                    start_iteration=0, on_iteration=None):
+    """Train one epoch. Returns ``(mean losses, iterations done, samples/sec)``.
+
+    ``on_iteration(iteration)`` is called after every iteration (checkpointing hooks).
+    """
+    logger = logger or logging.getLogger('gankd')
+    epoch_meter, interval_meter = MeanMeter(), MeanMeter()
+    tic = btic = time.time()
+    samples = interval_samples = 0
+    iteration = start_iteration
+    for i, batch in enumerate(loader):
+        try:
+            values = train_step(run, batch, distill)
+        except DivergenceError as err:
+            raise DivergenceError('{} at iteration {} (epoch {}, batch {})'.format(
+                err, iteration, epoch, i)) from None
+        iteration += 1
+        epoch_meter.update(values)
+        interval_meter.update(values)
+        samples += batch[0].shape[0]
+        interval_samples += batch[0].shape[0]
+        if log_interval and (i + 1) % log_interval == 0:
+            speed = interval_samples / max(time.time() - btic, 1e-9)
+            logger.info('[Epoch {}][Batch {}], Speed: {:.3f} samples/sec, {}'.format(
+                epoch, i, speed, _format(_ordered(interval_meter.means()))))
+            interval_meter.reset()
+            btic, interval_samples = time.time(), 0
+        if on_iteration is not None:
+            on_iteration(iteration)
+    return _ordered(epoch_meter.means()), iteration, samples / max(time.time() - tic, 1e-9)
+
+
+def evaluate(backbone, head, loader, ctx, classes, nms_thresh=0.45, nms_topk=400):
+    """VOC07 11-point mAP at IoU 0.5 over every image of ``loader``.
+
+    Returns
+    -------
+    (list of str, list of float)
+        Class names then ``'mAP'``, and their APs.
+    """
+    metric = VOC07MApMetric(iou_thresh=0.5, class_names=classes)
+    head.set_nms(nms_thresh=nms_thresh, nms_topk=nms_topk)
+    for batch in loader:
+        data = split(batch[0], ctx, even=False)
+        labels = split(batch[1], ctx, even=False)
+        det_bboxes, det_ids, det_scores, gt_bboxes, gt_ids, gt_difficults = [], [], [], [], [], []
+        for x, y in zip(data, labels):
+            ids, scores, bboxes = head(backbone(x))
+            det_ids.append(ids)
+            det_scores.append(scores)
+            det_bboxes.append(bboxes.clip(0, x.shape[2]))
+            gt_ids.append(y.slice_axis(axis=-1, begin=4, end=5))
+            gt_bboxes.append(y.slice_axis(axis=-1, begin=0, end=4))
+            gt_difficults.append(y.slice_axis(axis=-1, begin=5, end=6) if y.shape[-1] > 5
+                                 else None)
+        metric.update(det_bboxes, det_ids, det_scores, gt_bboxes, gt_ids, gt_difficults)
+    return metric.get()
+
+
+def setup_logging(save_prefix, name='gankd'):
+    """Console and file logging as ``train_ssd.py`` does (``<prefix>_train.log``)."""
+    logger = logging.getLogger(name)
+    logger.setLevel(logging.INFO)
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+        h.close()
+    os.makedirs(os.path.dirname(os.path.abspath(save_prefix)), exist_ok=True)
+    fmt = logging.Formatter('%(message)s')
+    for handler in (logging.StreamHandler(), logging.FileHandler(save_prefix + '_train.log')):
+        handler.setFormatter(fmt)
+        logger.addHandler(handler)
+    logger.propagate = False
+    return logger
+
+
+def fit(run, train_data, val_data, cfg, logger=None):
+    """Train for ``cfg.epochs`` epochs: distillation for the first ``cfg.gan_epochs``,
+    then detection fine-tuning; validate, save params, checkpoint every epoch.
+
+    Returns
+    -------
+    dict
+        ``best_map``, ``best_params``, ``last_params`` and ``history``.
+    """
+    logger = logger or setup_logging(cfg.save_prefix)
+    gan_epochs = cfg.epochs if cfg.gan_epochs is None else cfg.gan_epochs
+    state = {'epoch': cfg.start_epoch, 'iteration': 0, 'best_map': -1.0, 'best_params': None}
+    if cfg.resume:
+        path = resolve_resume(cfg.resume, cfg.save_prefix, log=logger.info)
+        if path is None:
+            logger.info('--resume auto: no checkpoint of {} yet, starting fresh'.format(
+                cfg.save_prefix))
+        else:
+            state.update(load_checkpoint(path, run.blocks(), run.trainers(), run.ctx))
+            logger.info('Resumed from {} at epoch {}, iteration {}'.format(
+                path, state['epoch'], state['iteration']))
+    history_file = cfg.save_prefix + '_history.jsonl'
+    best_file = cfg.save_prefix + '_best.params'
+
+    def checkpoint(epoch, iteration):
+        return save_checkpoint(cfg.save_prefix, run.blocks(), run.trainers(), dict(
+            epoch=epoch, iteration=iteration, best_map=state['best_map'],
+            best_params=state['best_params']), keep=cfg.keep_checkpoints)
+
+    iteration = state['iteration']
+    for epoch in range(state['epoch'], cfg.epochs):
+        lr = learning_rate(cfg, epoch)
+        run.trainer.set_learning_rate(lr)
+        distill = bool(run.terms) and epoch < gan_epochs
+        mx.random.seed(cfg.seed + epoch)  # MXNet's RNG state cannot be saved; reseed
+        tic = time.time()
+        try:
+            losses, iteration, speed = train_one_epoch(
+                run, train_data, epoch, distill, cfg.log_interval, logger, iteration)
+        except KeyboardInterrupt:
+            # Restart this epoch from its first batch with the weights reached so far.
+            path = checkpoint(epoch, iteration)
+            logger.info('Interrupted at epoch {}, iteration {}; checkpoint saved to {}'.format(
+                epoch, iteration, path))
+            raise TrainingInterrupted('interrupted; resume with --resume auto') from None
+        except DivergenceError as err:
+            good = resolve_resume('auto', cfg.save_prefix, log=logger.info)
+            logger.info('Stopped: {}. Last good checkpoint: {}'.format(err, good or 'none yet'))
+            raise
+        record = {'epoch': epoch, 'lr': lr, 'stage': 'distill' if distill else 'detection',
+                  'iteration': iteration, 'speed': speed, 'time': time.time() - tic}
+        record.update(losses)
+        logger.info('[Epoch {}] Training cost: {:.3f}, Speed: {:.3f} samples/sec, lr={:g}, {}'
+                    .format(epoch, record['time'], speed, lr, _format(losses)))
+        last_epoch = epoch + 1 == cfg.epochs
+        if val_data is not None and ((epoch + 1) % max(cfg.val_interval, 1) == 0 or last_epoch):
+            names, values = evaluate(run.backbone, run.head, val_data, run.ctx, run.classes,
+                                     cfg.nms_thresh, cfg.nms_topk)
+            logger.info('[Epoch {}] Validation: \n{}'.format(epoch, '\n'.join(
+                '{}={:.4f}'.format(k, v) for k, v in zip(names, values))))
+            current = float(values[-1])
+            record['mAP'] = current
+            if current > state['best_map']:
+                state['best_map'], state['best_params'] = current, best_file
+                save_detector(best_file, run.save_block, dict(run.meta, mAP=current, epoch=epoch))
+            if cfg.save_interval and (epoch + 1) % cfg.save_interval == 0:
+                save_detector('{}_{:04d}_{:.4f}.params'.format(cfg.save_prefix, epoch, current),
+                              run.save_block, dict(run.meta, mAP=current, epoch=epoch))
+        save_detector(cfg.save_prefix + '_last.params', run.save_block,
+                      dict(run.meta, epoch=epoch, mAP=record.get('mAP')))
+        checkpoint(epoch + 1, iteration)
+        with open(history_file, 'a') as f:
+            f.write(json.dumps(record) + '\n')
+    if state['best_params'] is None:
+        logger.info('Finished; no validation ran. Last params: {}_last.params'.format(
+            cfg.save_prefix))
+    else:
+        logger.info('Best mAP={:.4f}: {}'.format(state['best_map'], state['best_params']))
+    return {'best_map': state['best_map'], 'best_params': state['best_params'],
+            'last_params': cfg.save_prefix + '_last.params'}

@@ -1,0 +1,47 @@
+"""Evaluating a saved detector on the VOC2007 test split of a dataset root."""
+import json
+import os
+
+from .data import val_loader, voc_datasets
+from .detector import load_detector
+from .engine import evaluate
+
+__all__ = ['evaluate_params', 'format_table']
+
+
+def evaluate_params(params, dataset_root, ctx, batch_size=8, num_workers=0):
+    """VOC07 mAP of the detector in ``params`` (rebuilt from the JSON beside it).
+
+    Returns
+    -------
+    dict
+        ``{'params', 'name', 'num_images', 'per_class': {class: AP}, 'mAP'}``.
+    """
+    meta, backbone, head = load_detector(params, ctx[0] if len(ctx) == 1 else ctx)
+    data_shape = meta['ssd' if meta['kind'] == 'ssd' else 'teacher']['data_shape']
+    _, test_set, classes = voc_datasets(dataset_root)
+    backbone.hybridize(static_alloc=True)
+    head.hybridize(static_alloc=True)
+    names, values = evaluate(backbone, head, val_loader(test_set, data_shape, batch_size,
+                                                        num_workers), ctx, classes)
+    return {'params': os.path.abspath(params), 'name': meta.get('name'),
+            'num_images': len(test_set),
+            'per_class': {n: float(v) for n, v in zip(names[:-1], values[:-1])},
+            'mAP': float(values[-1])}
+
+
+def format_table(result):
+    """Per-class AP table, then the mAP line."""
+    width = max(len(c) for c in list(result['per_class']) + ['class'])
+    lines = ['{}  {}'.format('class'.ljust(width), 'AP'),
+             '{}  {}'.format('-' * width, '------')]
+    lines += ['{}  {:.4f}'.format(c.ljust(width), ap) for c, ap in result['per_class'].items()]
+    lines.append('{} ({} test images)'.format(result['name'], result['num_images']))
+    lines.append('mAP={:.4f}'.format(result['mAP']))
+    return '\n'.join(lines)
+
+
+def write_json(result, path):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump(result, f, indent=1)

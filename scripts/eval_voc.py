@@ -1,0 +1,33 @@
+"""Evaluate a saved SSD or GAN-KD student: VOC07 11-point mAP at IoU 0.5.
+
+Example:
+    python scripts/eval_voc.py --params params/ssd_512_mobilenet1.0_gankd_from_resnet50_v1_best.params \
+        --dataset-root ~/VOCdevkit --gpus 0
+"""
+import argparse
+
+import _path  # noqa: F401
+from gankd.cli import main_guard
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--params', required=True, help='params file (JSON beside it)')
+    p.add_argument('--dataset-root', default='data/synthetic_voc')
+    p.add_argument('--batch-size', type=int, default=8)
+    p.add_argument('--gpus', default='', help="GPU ids; '' evaluates on the CPU")
+    p.add_argument('--cpu-contexts', type=int, default=1)
+    p.add_argument('-j', '--num-workers', type=int, default=0)
+    p.add_argument('--json', default=None, help='also write the numbers to this JSON file')
+    args = p.parse_args()
+    from gankd.builders import contexts
+    from gankd.voc_eval import evaluate_params, format_table, write_json
+    result = evaluate_params(args.params, args.dataset_root, contexts(args.gpus, args.cpu_contexts),
+                             args.batch_size, args.num_workers)
+    if args.json:
+        write_json(result, args.json)
+    print(format_table(result))
+
+
+if __name__ == '__main__':
+    main_guard(main)
