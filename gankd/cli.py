@@ -44,6 +44,8 @@ def training_parser(description, distill):
                    "intact checkpoint of --save-prefix")
     p.add_argument('--start-epoch', type=int, default=0)
     p.add_argument('--keep-checkpoints', type=int, default=3)
+    p.add_argument('--augment', default='ssd', choices=['ssd', 'light'],
+                   help="GluonCV's SSD augmentation, or resize + flip only (short CPU runs)")
     if distill:
         p.add_argument('--teacher', default='resnet50_v1', help='teacher base network')
         p.add_argument('--teacher-params', default=None,
@@ -107,7 +109,7 @@ def train_from_args(args, distill):
     logger.info('{}: {}'.format(run.meta['name'], vars(args)))
     anchors = train_anchors(run, args.data_shape)
     train_data = train_loader(train_set, anchors, args.data_shape, args.batch_size,
-                              args.num_workers)
+                              args.num_workers, augment=args.augment)
     val_data = val_loader(val_set, args.data_shape, args.batch_size, args.num_workers)
     cfg = TrainConfig(epochs=args.epochs, gan_epochs=getattr(args, 'gan_epochs', None),
                       lr=args.lr, lr_decay=args.lr_decay, lr_decay_epoch=args.lr_decay_epoch,

@@ -2,8 +2,11 @@
 import os
 import xml.etree.ElementTree as ET
 
+import mxnet as mx
 import numpy as np
 from mxnet import gluon
+from gluoncv.data.transforms import bbox as tbbox
+from gluoncv.data.transforms import image as timage
 from gluoncv.data import VOCDetection
 from gluoncv.data.batchify import Pad, Stack, Tuple
 from gluoncv.data.transforms.presets.ssd import SSDDefaultTrainTransform, SSDDefaultValTransform
@@ -11,7 +14,8 @@ from gluoncv.data.transforms.presets.ssd import SSDDefaultTrainTransform, SSDDef
 from .errors import GankdError
 from .ssd import VOC_CLASSES
 
-__all__ = ['read_classes', 'VOCLayoutDetection', 'voc_datasets', 'train_loader', 'val_loader']
+__all__ = ['read_classes', 'VOCLayoutDetection', 'voc_datasets', 'LightSSDTrainTransform',
+           'train_loader', 'val_loader']
 
 VOC_LAYOUT = ('expected the VOC devkit layout: DIR/VOC2007/{Annotations,JPEGImages,'
               'ImageSets/Main/test.txt} and DIR/VOC2007 or DIR/VOC2012 ImageSets/Main/trainval.txt')
@@ -123,16 +127,45 @@ def voc_datasets(root, classes=None):
     return train, test, classes
 
 
-def train_loader(dataset, anchors, data_shape, batch_size, num_workers=0, shuffle=True):
+class LightSSDTrainTransform(SSDDefaultTrainTransform):
+    """Resize and random flip only, with GluonCV's SSD target generation.
+
+    GluonCV's default SSD augmentation (colour jitter, zoom-out up to 4x, constrained
+    crops) is what long VOC schedules need, but it shrinks objects that a network trained
+    from scratch for a few minutes on a CPU cannot yet find; the quick start uses this.
+    """
+
+    def __call__(self, src, label):
+        h, w, _ = src.shape
+        img = timage.imresize(src, self._width, self._height, interp=1)
+        bbox = tbbox.resize(label, (w, h), (self._width, self._height))
+        img, flips = timage.random_flip(img, px=0.5)
+        bbox = tbbox.flip(bbox, (self._width, self._height), flip_x=flips[0])
+        img = mx.nd.image.normalize(mx.nd.image.to_tensor(img), mean=self._mean, std=self._std)
+        cls_targets, box_targets, _ = self._target_generator(
+            self._anchors, None, mx.nd.array(bbox[np.newaxis, :, :4]),
+            mx.nd.array(bbox[np.newaxis, :, 4:5]))
+        return img, cls_targets[0], box_targets[0]
+
+
+AUGMENTATIONS = {'ssd': SSDDefaultTrainTransform, 'light': LightSSDTrainTransform}
+
+
+def train_loader(dataset, anchors, data_shape, batch_size, num_workers=0, shuffle=True,
+                 augment='ssd'):
     """GluonCV's SSD training pipeline: augmentation and anchor targets, batches of
-    ``(images, cls_targets, box_targets)``; the last partial batch rolls over."""
-    transform = SSDDefaultTrainTransform(data_shape, data_shape, anchors)
+    ``(images, cls_targets, box_targets)``; the last partial batch rolls over.
+
+    ``augment``: ``'ssd'`` (GluonCV's full augmentation) or ``'light'`` (resize + flip).
+    """
+    if augment not in AUGMENTATIONS:
+        raise GankdError('--augment must be one of {}, got {!r}'.format(sorted(AUGMENTATIONS),
+                                                                       augment))
+    transform = AUGMENTATIONS[augment](data_shape, data_shape, anchors)
     return gluon.data.DataLoader(
         dataset.transform(transform), batch_size, shuffle=shuffle,
         batchify_fn=Tuple(Stack(), Stack(), Stack()), last_batch='rollover',
         num_workers=num_workers)
-
-
 def val_loader(dataset, data_shape, batch_size, num_workers=0):
     """Resized test images with labels padded by -1; every image is kept (no rollover,
     unlike GluonCV's eval_ssd.py, which drops the last partial batch)."""

@@ -307,57 +307,38 @@ def fit(run, train_data, val_data, cfg, logger=None):
             logger.info('Resumed from {} at epoch {}, iteration {}'.format(
                 path, state['epoch'], state['iteration']))
     history_file = cfg.save_prefix + '_history.jsonl'
-    best_file = cfg.save_prefix + '_best.params'
 
     def checkpoint(epoch, iteration):
         return save_checkpoint(cfg.save_prefix, run.blocks(), run.trainers(), dict(
             epoch=epoch, iteration=iteration, best_map=state['best_map'],
             best_params=state['best_params']), keep=cfg.keep_checkpoints)
 
-    iteration = state['iteration']
+    if os.path.exists(history_file):
+        # Epochs after the checkpoint are trained again; drop their old records.
+        with open(history_file) as f:
+            kept = [l for l in f if l.strip() and json.loads(l)['epoch'] < state['epoch']]
+        with open(history_file, 'w') as f:
+            f.writelines(kept)
+
+    progress = {'iteration': state['iteration']}
     for epoch in range(state['epoch'], cfg.epochs):
-        lr = learning_rate(cfg, epoch)
-        run.trainer.set_learning_rate(lr)
-        distill = bool(run.terms) and epoch < gan_epochs
-        mx.random.seed(cfg.seed + epoch)  # MXNet's RNG state cannot be saved; reseed
-        tic = time.time()
         try:
-            losses, iteration, speed = train_one_epoch(
-                run, train_data, epoch, distill, cfg.log_interval, logger, iteration)
+            record = _train_and_validate(run, train_data, val_data, cfg, epoch, gan_epochs,
+                                         progress, state, logger)
         except KeyboardInterrupt:
-            # Restart this epoch from its first batch with the weights reached so far.
-            path = checkpoint(epoch, iteration)
+            # Whatever the epoch was doing, keep the weights reached so far; on resume
+            # this epoch starts again from its first batch.
+            path = checkpoint(epoch, progress['iteration'])
             logger.info('Interrupted at epoch {}, iteration {}; checkpoint saved to {}'.format(
-                epoch, iteration, path))
+                epoch, progress['iteration'], path))
             raise TrainingInterrupted('interrupted; resume with --resume auto') from None
         except DivergenceError as err:
             good = resolve_resume('auto', cfg.save_prefix, log=logger.info)
             logger.info('Stopped: {}. Last good checkpoint: {}'.format(err, good or 'none yet'))
             raise
-        record = {'epoch': epoch, 'lr': lr, 'stage': 'distill' if distill else 'detection',
-                  'iteration': iteration, 'speed': speed, 'time': time.time() - tic}
-        record.update(losses)
-        logger.info('[Epoch {}] Training cost: {:.3f}, Speed: {:.3f} samples/sec, lr={:g}, {}'
-                    .format(epoch, record['time'], speed, lr, _format(losses)))
-        last_epoch = epoch + 1 == cfg.epochs
-        if val_data is not None and ((epoch + 1) % max(cfg.val_interval, 1) == 0 or last_epoch):
-            names, values = evaluate(run.backbone, run.head, val_data, run.ctx, run.classes,
-                                     cfg.nms_thresh, cfg.nms_topk)
-            logger.info('[Epoch {}] Validation: \n{}'.format(epoch, '\n'.join(
-                '{}={:.4f}'.format(k, v) for k, v in zip(names, values))))
-            current = float(values[-1])
-            record['mAP'] = current
-            if current > state['best_map']:
-                state['best_map'], state['best_params'] = current, best_file
-                save_detector(best_file, run.save_block, dict(run.meta, mAP=current, epoch=epoch))
-            if cfg.save_interval and (epoch + 1) % cfg.save_interval == 0:
-                save_detector('{}_{:04d}_{:.4f}.params'.format(cfg.save_prefix, epoch, current),
-                              run.save_block, dict(run.meta, mAP=current, epoch=epoch))
-        save_detector(cfg.save_prefix + '_last.params', run.save_block,
-                      dict(run.meta, epoch=epoch, mAP=record.get('mAP')))
-        checkpoint(epoch + 1, iteration)
         with open(history_file, 'a') as f:
             f.write(json.dumps(record) + '\n')
+        checkpoint(epoch + 1, progress['iteration'])
     if state['best_params'] is None:
         logger.info('Finished; no validation ran. Last params: {}_last.params'.format(
             cfg.save_prefix))
@@ -365,3 +346,39 @@ def fit(run, train_data, val_data, cfg, logger=None):
         logger.info('Best mAP={:.4f}: {}'.format(state['best_map'], state['best_params']))
     return {'best_map': state['best_map'], 'best_params': state['best_params'],
             'last_params': cfg.save_prefix + '_last.params'}
+
+
+def _train_and_validate(run, train_data, val_data, cfg, epoch, gan_epochs, progress, state,
+                        logger):
+    """One epoch of :func:`fit`: train, validate, save params. Returns the history record."""
+    lr = learning_rate(cfg, epoch)
+    run.trainer.set_learning_rate(lr)
+    distill = bool(run.terms) and epoch < gan_epochs
+    mx.random.seed(cfg.seed + epoch)  # MXNet's RNG state cannot be saved; reseed per epoch
+    tic = time.time()
+    losses, _, speed = train_one_epoch(
+        run, train_data, epoch, distill, cfg.log_interval, logger, progress['iteration'],
+        on_iteration=lambda it: progress.__setitem__('iteration', it))
+    record = {'epoch': epoch, 'lr': lr, 'stage': 'distill' if distill else 'detection',
+              'iteration': progress['iteration'], 'speed': speed, 'time': time.time() - tic}
+    record.update(losses)
+    logger.info('[Epoch {}] Training cost: {:.3f}, Speed: {:.3f} samples/sec, lr={:g}, {}'
+                .format(epoch, record['time'], speed, lr, _format(losses)))
+    last_epoch = epoch + 1 == cfg.epochs
+    if val_data is not None and ((epoch + 1) % max(cfg.val_interval, 1) == 0 or last_epoch):
+        names, values = evaluate(run.backbone, run.head, val_data, run.ctx, run.classes,
+                                 cfg.nms_thresh, cfg.nms_topk)
+        logger.info('[Epoch {}] Validation: \n{}'.format(epoch, '\n'.join(
+            '{}={:.4f}'.format(k, v) for k, v in zip(names, values))))
+        current = float(values[-1])
+        record['mAP'] = current
+        if current > state['best_map']:
+            best_file = cfg.save_prefix + '_best.params'
+            save_detector(best_file, run.save_block, dict(run.meta, mAP=current, epoch=epoch))
+            state['best_map'], state['best_params'] = current, best_file
+        if cfg.save_interval and (epoch + 1) % cfg.save_interval == 0:
+            save_detector('{}_{:04d}_{:.4f}.params'.format(cfg.save_prefix, epoch, current),
+                          run.save_block, dict(run.meta, mAP=current, epoch=epoch))
+    save_detector(cfg.save_prefix + '_last.params', run.save_block,
+                  dict(run.meta, epoch=epoch, mAP=record.get('mAP')))
+    return record

@@ -1,0 +1,48 @@
+"""Shared fixtures: a tiny synthetic VOC dataset and a teacher params file on disk."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# Small enough for 2 CPU cores: 64 px input gives SSD levels of 4, 2, 1, 1, 1, 1.
+DATA_SHAPE = 64
+TEACHER = 'resnet18_v1'
+STUDENT = 'mobilenet0.25'
+
+
+@pytest.fixture(scope='session')
+def voc_root(tmp_path_factory):
+    from gankd.synthetic import make_synthetic_voc
+    root = tmp_path_factory.mktemp('data') / 'voc'
+    make_synthetic_voc(str(root), num_train=16, num_test=6, image_size=96, seed=3)
+    return str(root)
+
+
+@pytest.fixture(scope='session')
+def classes(voc_root):
+    from gankd.data import read_classes
+    return read_classes(voc_root)
+
+
+@pytest.fixture(scope='session')
+def teacher_params(tmp_path_factory, classes):
+    """A teacher SSD with random weights, saved as training would save it."""
+    from gankd.detector import save_detector
+    from gankd.ssd import build_ssd, ssd_config
+    cfg = ssd_config(TEACHER, DATA_SHAPE, classes)
+    net = build_ssd(**cfg)
+    path = str(tmp_path_factory.mktemp('teacher') / 'teacher.params')
+    save_detector(path, net, {'kind': 'ssd', 'name': 'teacher', 'ssd': cfg})
+    return path
+
+
+def run_script(name, *args, timeout=300, env=None, **kwargs):
+    """Run a script of scripts/ as a real process; returns the CompletedProcess."""
+    env = dict(env or os.environ, PYTHONUNBUFFERED='1')
+    return subprocess.run([sys.executable, str(ROOT / 'scripts' / name)] + [str(a) for a in args],
+                          capture_output=True, text=True, timeout=timeout, env=env, **kwargs)

@@ -1,0 +1,74 @@
+"""Item 2 and 3: students on the teacher's geometry, and the six critics."""
+import mxnet as mx
+import numpy as np
+import pytest
+
+from gankd.critic import CriticSet, FeatureCritic, clip_weights
+from gankd.errors import GankdError
+from gankd.ssd import build_ssd, feature_shapes, split_ssd, ssd_config
+from gankd.student import build_student
+
+
+@pytest.fixture(scope='module')
+def resnet50_shapes():
+    backbone, _ = split_ssd(build_ssd(**ssd_config('resnet50_v1', 128, ['a', 'b'])))
+    return feature_shapes(backbone, 128)
+
+
+@pytest.mark.parametrize('student', ['mobilenet1.0', 'mobilenet0.75', 'mobilenet0.25',
+                                     'mobilenetv2_1.0', 'resnet18_v1'])
+def test_student_maps_have_teacher_shapes(student, resnet50_shapes):
+    backbone = build_student(student, 128, resnet50_shapes)
+    maps = backbone(mx.nd.random.uniform(shape=(2, 3, 128, 128)))
+    assert [tuple(m.shape) for m in maps] == [(2,) + tuple(s) for s in resnet50_shapes]
+
+
+def test_adapters_only_where_channels_differ(resnet50_shapes):
+    # MobileNet1.0 has 512/1024 channels where ResNet-50 has 1024/2048: two adapters.
+    assert build_student('mobilenet1.0', 128, resnet50_shapes).adapted_levels == [0, 1]
+    assert build_student('mobilenet1.0', 128, resnet50_shapes, adapt='all').adapted_levels == \
+        list(range(6))
+
+
+def test_geometry_mismatch_prints_both_shape_lists(resnet50_shapes):
+    five_levels = resnet50_shapes[:5]
+    with pytest.raises(GankdError) as err:
+        build_student('mobilenet1.0', 128, five_levels)
+    assert str(five_levels) in str(err.value)
+    assert '(512, 8, 8)' in str(err.value)  # the student's own first level
+    other_sizes = [(c, h * 2, w * 2) for c, h, w in resnet50_shapes]
+    with pytest.raises(GankdError, match='spatial sizes'):
+        build_student('mobilenet1.0', 128, other_sizes)
+
+
+@pytest.mark.parametrize('spatial,depth', [(32, 5), (16, 4), (8, 3), (4, 2), (2, 1), (1, 0)])
+def test_critic_depth_follows_level_size(spatial, depth):
+    critic = FeatureCritic(16, spatial)
+    critic.initialize()
+    assert critic.depth == depth
+    assert sum(isinstance(b, mx.gluon.nn.Conv2D) for b in critic.body) == max(depth, 1)
+    out = critic(mx.nd.random.uniform(shape=(3, 16, spatial, spatial)))
+    assert out.shape == (3,)
+
+
+def test_critic_scores_are_unbounded_one_per_image(resnet50_shapes):
+    critics = CriticSet(resnet50_shapes)
+    critics.initialize(mx.init.Normal(0.5))
+    maps = [mx.nd.random.uniform(0, 100, shape=(2,) + s) for s in resnet50_shapes]
+    scores = critics(maps)
+    assert len(scores) == 6 and all(s.shape == (2,) for s in scores)
+    assert max(abs(s).max().asscalar() for s in scores) > 1  # no sigmoid
+    # Scores of one image do not depend on the other images of the batch.
+    alone = critics([m[:1] for m in maps])
+    for a, b in zip(alone, scores):
+        np.testing.assert_allclose(a.asnumpy(), b[:1].asnumpy(), rtol=1e-4)
+
+
+def test_clip_weights_bounds_every_weight_on_every_device():
+    critic = FeatureCritic(4, 4)
+    critic.initialize(mx.init.Normal(1.0), ctx=[mx.cpu(0), mx.cpu(1)])
+    critic(mx.nd.zeros((1, 4, 4, 4), ctx=mx.cpu(0)))
+    clip_weights(critic.collect_params(), 0.03)
+    for p in critic.collect_params().values():
+        for d in p.list_data():
+            assert abs(d).max().asscalar() <= 0.03
