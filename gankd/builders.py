@@ -27,13 +27,19 @@ def contexts(gpus='', cpu_contexts=1):
     return [mx.cpu(i) for i in range(max(1, int(cpu_contexts)))]
 
 
-def _sgd(params, lr, momentum, wd, kvstore):
-    return gluon.Trainer(params, 'sgd', {'learning_rate': lr, 'wd': wd, 'momentum': momentum},
-                         kvstore=kvstore)
+def _trainer(params, optimizer, lr, momentum, wd, kvstore):
+    """SGD with momentum as GluonCV's train_ssd.py, or Adam (momentum is then beta1)."""
+    if optimizer == 'sgd':
+        opt = {'learning_rate': lr, 'wd': wd, 'momentum': momentum}
+    elif optimizer == 'adam':
+        opt = {'learning_rate': lr, 'wd': wd}
+    else:
+        raise GankdError("--optimizer must be 'sgd' or 'adam', got {!r}".format(optimizer))
+    return gluon.Trainer(params, optimizer, opt, kvstore=kvstore)
 
 
 def build_plain_run(network, data_shape, classes, ctx, dataset='voc', lr=1e-3, momentum=0.9,
-                    wd=5e-4, kvstore='device'):
+                    wd=5e-4, kvstore='device', optimizer='sgd'):
     """A plain SSD (teachers and no-distillation baselines).
 
     Returns
@@ -49,12 +55,13 @@ def build_plain_run(network, data_shape, classes, ctx, dataset='voc', lr=1e-3, m
             'ssd': cfg}
     return Run(ctx=ctx, backbone=backbone, head=head, save_block=net, meta=meta,
                classes=list(classes),
-               trainer=_sgd(net.collect_params(), lr, momentum, wd, kvstore))
+               trainer=_trainer(net.collect_params(), optimizer, lr, momentum, wd, kvstore))
 
 
 def build_gankd_run(teacher, student, data_shape, classes, ctx, teacher_params=None,
                     dataset='voc', lr=1e-3, momentum=0.9, wd=5e-4, lr_d=5e-4, clip=0.03,
-                    n_critic=1, adv_weight=1.0, adapt='mismatch', kvstore='device'):
+                    n_critic=1, adv_weight=1.0, adapt='mismatch', kvstore='device',
+                    optimizer='sgd'):
     """A GAN-KD run: frozen teacher backbone, student + adapters, head copied from the
     teacher and trained, six critics.
 
@@ -84,7 +91,7 @@ def build_gankd_run(teacher, student, data_shape, classes, ctx, teacher_params=N
                            n_critic=n_critic, kvstore=kvstore)
     return Run(ctx=ctx, backbone=backbone, head=head, save_block=model, meta=meta,
                classes=list(classes), teacher=t_backbone, terms=[term],
-               trainer=_sgd(model.collect_params(), lr, momentum, wd, kvstore))
+               trainer=_trainer(model.collect_params(), optimizer, lr, momentum, wd, kvstore))
 
 
 def train_anchors(run, data_shape):

@@ -31,6 +31,8 @@ def training_parser(description, distill):
     p.add_argument('--lr', type=float, default=1e-3, help='SGD learning rate')
     p.add_argument('--lr-decay', type=float, default=0.1)
     p.add_argument('--lr-decay-epoch', default='160,200', help='epochs at which lr decays')
+    p.add_argument('--optimizer', default='sgd', choices=['sgd', 'adam'],
+                   help="detection optimiser: SGD as train_ssd.py, or Adam for short runs")
     p.add_argument('--momentum', type=float, default=0.9)
     p.add_argument('--wd', type=float, default=5e-4)
     p.add_argument('--log-interval', type=int, default=100, help='batches between log lines')
@@ -44,6 +46,7 @@ def training_parser(description, distill):
                    "intact checkpoint of --save-prefix")
     p.add_argument('--start-epoch', type=int, default=0)
     p.add_argument('--keep-checkpoints', type=int, default=3)
+    p.add_argument('--progress', action='store_true', help='tqdm progress bars')
     p.add_argument('--augment', default='ssd', choices=['ssd', 'light'],
                    help="GluonCV's SSD augmentation, or resize + flip only (short CPU runs)")
     if distill:
@@ -100,10 +103,12 @@ def train_from_args(args, distill):
                               teacher_params=args.teacher_params, dataset=args.dataset,
                               lr=args.lr, momentum=args.momentum, wd=args.wd, lr_d=args.lr_d,
                               clip=args.clip, n_critic=args.n_critic,
-                              adv_weight=args.adv_weight, adapt=args.adapt)
+                              adv_weight=args.adv_weight, adapt=args.adapt,
+                              optimizer=args.optimizer)
     else:
         run = build_plain_run(args.network, args.data_shape, classes, ctx, dataset=args.dataset,
-                              lr=args.lr, momentum=args.momentum, wd=args.wd)
+                              lr=args.lr, momentum=args.momentum, wd=args.wd,
+                              optimizer=args.optimizer)
     prefix = args.save_prefix or 'params/' + run.meta['name']
     logger = setup_logging(prefix)
     logger.info('{}: {}'.format(run.meta['name'], vars(args)))
@@ -116,7 +121,8 @@ def train_from_args(args, distill):
                       log_interval=args.log_interval, save_prefix=prefix,
                       save_interval=args.save_interval, val_interval=args.val_interval,
                       start_epoch=args.start_epoch, resume=args.resume,
-                      keep_checkpoints=args.keep_checkpoints, seed=args.seed)
+                      keep_checkpoints=args.keep_checkpoints, seed=args.seed,
+                      progress=args.progress)
     return fit(run, train_data, val_data, cfg, logger)
 
 

@@ -15,6 +15,7 @@ from typing import Any, List, Optional
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
+from tqdm import tqdm
 from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
 
 from .checkpoint import load_checkpoint, resolve_resume, save_checkpoint
@@ -99,6 +100,7 @@ class TrainConfig:
     nms_thresh: float = 0.45
     nms_topk: int = 400
     seed: int = 233
+    progress: bool = False
 
 
 def split(data, ctx, even=True):
@@ -210,17 +212,19 @@ def train_step(run, batch, distill=True):
 
 
 def train_one_epoch(run, loader, epoch, distill=True, log_interval=100, logger=None,
-                    start_iteration=0, on_iteration=None):
+                    start_iteration=0, on_iteration=None, progress=False):
     """Train one epoch. Returns ``(mean losses, iterations done, samples/sec)``.
 
-    ``on_iteration(iteration)`` is called after every iteration (checkpointing hooks).
+    ``on_iteration(iteration)`` is called after every iteration (checkpointing hooks);
+    ``progress`` shows a tqdm bar.
     """
     logger = logger or logging.getLogger('gankd')
     epoch_meter, interval_meter = MeanMeter(), MeanMeter()
     tic = btic = time.time()
     samples = interval_samples = 0
     iteration = start_iteration
-    for i, batch in enumerate(loader):
+    bar = tqdm(loader, desc='epoch {}'.format(epoch), leave=False, disable=not progress)
+    for i, batch in enumerate(bar):
         try:
             values = train_step(run, batch, distill)
         except DivergenceError as err:
@@ -239,6 +243,7 @@ def train_one_epoch(run, loader, epoch, distill=True, log_interval=100, logger=N
             btic, interval_samples = time.time(), 0
         if on_iteration is not None:
             on_iteration(iteration)
+        bar.set_postfix(CE='{:.3f}'.format(values['CrossEntropy']), refresh=False)
     return _ordered(epoch_meter.means()), iteration, samples / max(time.time() - tic, 1e-9)
 
 
@@ -320,17 +325,17 @@ def fit(run, train_data, val_data, cfg, logger=None):
         with open(history_file, 'w') as f:
             f.writelines(kept)
 
-    progress = {'iteration': state['iteration']}
+    counter = {'iteration': state['iteration']}
     for epoch in range(state['epoch'], cfg.epochs):
         try:
             record = _train_and_validate(run, train_data, val_data, cfg, epoch, gan_epochs,
-                                         progress, state, logger)
+                                         counter, state, logger)
         except KeyboardInterrupt:
             # Whatever the epoch was doing, keep the weights reached so far; on resume
             # this epoch starts again from its first batch.
-            path = checkpoint(epoch, progress['iteration'])
+            path = checkpoint(epoch, counter['iteration'])
             logger.info('Interrupted at epoch {}, iteration {}; checkpoint saved to {}'.format(
-                epoch, progress['iteration'], path))
+                epoch, counter['iteration'], path))
             raise TrainingInterrupted('interrupted; resume with --resume auto') from None
         except DivergenceError as err:
             good = resolve_resume('auto', cfg.save_prefix, log=logger.info)
@@ -338,7 +343,7 @@ def fit(run, train_data, val_data, cfg, logger=None):
             raise
         with open(history_file, 'a') as f:
             f.write(json.dumps(record) + '\n')
-        checkpoint(epoch + 1, progress['iteration'])
+        checkpoint(epoch + 1, counter['iteration'])
     if state['best_params'] is None:
         logger.info('Finished; no validation ran. Last params: {}_last.params'.format(
             cfg.save_prefix))
@@ -348,7 +353,7 @@ def fit(run, train_data, val_data, cfg, logger=None):
             'last_params': cfg.save_prefix + '_last.params'}
 
 
-def _train_and_validate(run, train_data, val_data, cfg, epoch, gan_epochs, progress, state,
+def _train_and_validate(run, train_data, val_data, cfg, epoch, gan_epochs, counter, state,
                         logger):
     """One epoch of :func:`fit`: train, validate, save params. Returns the history record."""
     lr = learning_rate(cfg, epoch)
@@ -357,10 +362,10 @@ def _train_and_validate(run, train_data, val_data, cfg, epoch, gan_epochs, progr
     mx.random.seed(cfg.seed + epoch)  # MXNet's RNG state cannot be saved; reseed per epoch
     tic = time.time()
     losses, _, speed = train_one_epoch(
-        run, train_data, epoch, distill, cfg.log_interval, logger, progress['iteration'],
-        on_iteration=lambda it: progress.__setitem__('iteration', it))
+        run, train_data, epoch, distill, cfg.log_interval, logger, counter['iteration'],
+        on_iteration=lambda it: counter.__setitem__('iteration', it), progress=cfg.progress)
     record = {'epoch': epoch, 'lr': lr, 'stage': 'distill' if distill else 'detection',
-              'iteration': progress['iteration'], 'speed': speed, 'time': time.time() - tic}
+              'iteration': counter['iteration'], 'speed': speed, 'time': time.time() - tic}
     record.update(losses)
     logger.info('[Epoch {}] Training cost: {:.3f}, Speed: {:.3f} samples/sec, lr={:g}, {}'
                 .format(epoch, record['time'], speed, lr, _format(losses)))

@@ -1,0 +1,120 @@
+"""The quick start: synthetic data, a teacher, a baseline student, a GAN-KD student.
+
+Everything goes through the same flags a user would pass to the scripts, so the quick
+start exercises exactly the code paths of ``train_ssd.py``, ``train_gankd_ssd.py`` and
+``eval_voc.py``.
+"""
+import json
+import os
+import time
+
+from tqdm import tqdm
+
+from .cli import train_from_args, training_parser
+from .synthetic import make_synthetic_voc
+from .voc_eval import evaluate_params
+
+__all__ = ['PRESETS', 'quickstart', 'format_result']
+
+# Sized for a 2-core CPU: 'default' finishes within 15 minutes, 'tiny' in about one
+# (for tests). Teacher: a deeper ResNet; student: the smallest MobileNet.
+PRESETS = {
+    'default': dict(num_train=800, num_test=200, image_size=128, data_shape=128,
+                    teacher='resnet18_v1', student='mobilenet0.25', batch_size=16,
+                    teacher_epochs=12, student_epochs=12, gan_epochs=8, lr=0.05,
+                    lr_decay_epoch='9'),
+    'tiny': dict(num_train=32, num_test=8, image_size=64, data_shape=64,
+                 teacher='resnet18_v1', student='mobilenet0.25', batch_size=8,
+                 teacher_epochs=1, student_epochs=2, gan_epochs=1, lr=0.05,
+                 lr_decay_epoch='100'),
+}
+
+
+def _train(distill, flags):
+    args = training_parser('quickstart', distill=distill).parse_args(
+        [str(f) for f in flags])
+    return train_from_args(args, distill=distill)
+
+
+def quickstart(out_dir='runs/quickstart', preset='default', seed=233, workers=1):
+    """Run the quick start and return its numbers.
+
+    Parameters
+    ----------
+    out_dir : str
+        Where the data and all params, logs and results go.
+    preset : str
+        A key of :data:`PRESETS`.
+    seed : int
+    workers : int
+        Data loader processes.
+
+    Returns
+    -------
+    dict
+        mAPs of teacher, baseline student and GAN-KD student, their params files, the
+        settings and the wall time; also written to ``out_dir/quickstart.json``.
+    """
+    p = PRESETS[preset]
+    data = os.path.join(out_dir, 'data')
+    params = os.path.join(out_dir, 'params')
+    tic = time.time()
+    make_synthetic_voc(data, num_train=p['num_train'], num_test=p['num_test'],
+                       image_size=p['image_size'], seed=seed)
+    common = ['--data-shape', p['data_shape'], '--batch-size', p['batch_size'],
+              '--dataset-root', data, '-j', workers, '--seed', seed, '--lr', p['lr'],
+              '--lr-decay-epoch', p['lr_decay_epoch'], '--augment', 'light',
+              '--log-interval', 10 ** 6, '--progress']
+    stages = tqdm(total=3, desc='quick start', unit='model')
+    teacher = _train(False, common + ['--network', p['teacher'], '--epochs', p['teacher_epochs'],
+                                      '--save-prefix', os.path.join(params, 'teacher')])
+    stages.update()
+    baseline = _train(False, common + ['--network', p['student'], '--epochs', p['student_epochs'],
+                                       '--save-prefix', os.path.join(params, 'baseline')])
+    stages.update()
+    gankd = _train(True, common + ['--teacher', p['teacher'], '--student', p['student'],
+                                   '--teacher-params', teacher['best_params'],
+                                   '--epochs', p['student_epochs'],
+                                   '--gan-epochs', p['gan_epochs'],
+                                   '--save-prefix', os.path.join(params, 'gankd')])
+    stages.update()
+    stages.close()
+    result = {'preset': preset, 'settings': p, 'seed': seed, 'data': data}
+    for key, run in (('teacher', teacher), ('baseline', baseline), ('gankd', gankd)):
+        ev = evaluate_params(run['best_params'], data, _cpu())
+        result[key] = {'params': run['best_params'], 'mAP': ev['mAP']}
+    result['seconds'] = time.time() - tic
+    with open(os.path.join(out_dir, 'quickstart.json'), 'w') as f:
+        json.dump(result, f, indent=1)
+    return result
+
+
+def _cpu():
+    import mxnet as mx
+    return [mx.cpu()]
+
+
+def format_result(result):
+    """Table 1's shape: the teacher, then the student without and with GAN-KD."""
+    s = result['settings']
+    gain = 100 * (result['gankd']['mAP'] - result['baseline']['mAP'])
+    lines = [
+        'Quick start (synthetic VOC, {} train / {} test images, {} px, seed {}): VOC07 mAP'
+        .format(s['num_train'], s['num_test'], s['data_shape'], result['seed']),
+        '',
+        '| student | teacher: none | teacher: {} (GAN-KD) | gain |'.format(s['teacher']),
+        '|---|---|---|---|',
+        '| {} | {:.1f} | {:.1f} | {:+.1f} |'.format(
+            s['student'], 100 * result['baseline']['mAP'], 100 * result['gankd']['mAP'], gain),
+        '',
+        'teacher {} alone: {:.1f} mAP'.format(s['teacher'], 100 * result['teacher']['mAP']),
+        '',
+        'files:',
+        '  data      {}'.format(result['data']),
+        '  teacher   {}'.format(result['teacher']['params']),
+        '  baseline  {}'.format(result['baseline']['params']),
+        '  GAN-KD    {}'.format(result['gankd']['params']),
+        '  (logs and per-epoch history beside each params file)',
+        'wall time: {:.0f} s'.format(result['seconds']),
+    ]
+    return '\n'.join(lines)
