@@ -247,7 +247,8 @@ def train_one_epoch(run, loader, epoch, distill=True, log_interval=100, logger=N
     return _ordered(epoch_meter.means()), iteration, samples / max(time.time() - tic, 1e-9)
 
 
-def evaluate(backbone, head, loader, ctx, classes, nms_thresh=0.45, nms_topk=400):
+def evaluate(backbone, head, loader, ctx, classes, nms_thresh=0.45, nms_topk=400,
+             progress=False):
     """VOC07 11-point mAP at IoU 0.5 over every image of ``loader``.
 
     Returns
@@ -257,7 +258,7 @@ def evaluate(backbone, head, loader, ctx, classes, nms_thresh=0.45, nms_topk=400
     """
     metric = VOC07MApMetric(iou_thresh=0.5, class_names=classes)
     head.set_nms(nms_thresh=nms_thresh, nms_topk=nms_topk)
-    for batch in loader:
+    for batch in tqdm(loader, desc='evaluate', leave=False, disable=not progress):
         data = split(batch[0], ctx, even=False)
         labels = split(batch[1], ctx, even=False)
         det_bboxes, det_ids, det_scores, gt_bboxes, gt_ids, gt_difficults = [], [], [], [], [], []
@@ -372,7 +373,7 @@ def _train_and_validate(run, train_data, val_data, cfg, epoch, gan_epochs, count
     last_epoch = epoch + 1 == cfg.epochs
     if val_data is not None and ((epoch + 1) % max(cfg.val_interval, 1) == 0 or last_epoch):
         names, values = evaluate(run.backbone, run.head, val_data, run.ctx, run.classes,
-                                 cfg.nms_thresh, cfg.nms_topk)
+                                 cfg.nms_thresh, cfg.nms_topk, progress=cfg.progress)
         logger.info('[Epoch {}] Validation: \n{}'.format(epoch, '\n'.join(
             '{}={:.4f}'.format(k, v) for k, v in zip(names, values))))
         current = float(values[-1])

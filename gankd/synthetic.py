@@ -564,12 +564,13 @@ def _write_json(path: Path, obj) -> None:
 
 
 def _generate_split(out: Path, split: str, count: int, size: int, seed: int,
-                    classes: Sequence[str]):
+                    classes: Sequence[str], progress: bool = False):
     """Render and write every image of one split; return COCO-ready records."""
+    from tqdm import tqdm
     voc = out / YEAR_DIR
     offset = 0 if split == "train" else _TEST_ID_OFFSET
     records = []
-    for i in range(count):
+    for i in tqdm(range(count), desc=f"synthetic {split}", disable=not progress, leave=False):
         int_id = offset + i + 1
         image_id = f"{int_id:06d}"
         # Own stream per image: (seed, split, index) -> independent of counts.
@@ -608,7 +609,7 @@ def read_class_names(root) -> List[str]:
 def make_synthetic_voc(out_dir, num_train: int = 200, num_test: int = 50,
                        image_size: int = 256, seed: int = 0,
                        classes: Optional[Sequence[str]] = None,
-                       coco_json: bool = False) -> Dict:
+                       coco_json: bool = False, progress: bool = False) -> Dict:
     """Generate a synthetic shape-detection dataset in the VOC devkit layout.
 
     Parameters
@@ -634,6 +635,8 @@ def make_synthetic_voc(out_dir, num_train: int = 200, num_test: int = 50,
         Also write ``annotations/instances_{train,test}.json`` in COCO format
         (1-based category ids, ``bbox`` as ``[x, y, w, h]``, ``file_name``
         relative to ``out_dir``).
+    progress : bool, default False
+        Show a tqdm progress bar per split.
 
     Returns
     -------
@@ -672,8 +675,8 @@ def make_synthetic_voc(out_dir, num_train: int = 200, num_test: int = 50,
     # Written first so an interrupted run can still be replaced by a rerun.
     _write_json(out / META_FILE, dict(meta, complete=False))
 
-    train = _generate_split(out, "train", num_train, image_size, seed, names)
-    test = _generate_split(out, "test", num_test, image_size, seed, names)
+    train = _generate_split(out, "train", num_train, image_size, seed, names, progress)
+    test = _generate_split(out, "test", num_test, image_size, seed, names, progress)
 
     main = out / YEAR_DIR / "ImageSets" / "Main"
     splits = {}

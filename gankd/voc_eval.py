@@ -9,7 +9,7 @@ from .engine import evaluate
 __all__ = ['evaluate_params', 'format_table']
 
 
-def evaluate_params(params, dataset_root, ctx, batch_size=8, num_workers=0):
+def evaluate_params(params, dataset_root, ctx, batch_size=8, num_workers=0, progress=False):
     """VOC07 mAP of the detector in ``params`` (rebuilt from the JSON beside it).
 
     Returns
@@ -23,7 +23,8 @@ def evaluate_params(params, dataset_root, ctx, batch_size=8, num_workers=0):
     backbone.hybridize(static_alloc=True)
     head.hybridize(static_alloc=True)
     names, values = evaluate(backbone, head, val_loader(test_set, data_shape, batch_size,
-                                                        num_workers), ctx, classes)
+                                                        num_workers), ctx, classes,
+                            progress=progress)
     return {'params': os.path.abspath(params), 'name': meta.get('name'),
             'num_images': len(test_set),
             'per_class': {n: float(v) for n, v in zip(names[:-1], values[:-1])},

@@ -1,4 +1,6 @@
 """Item 1: the teacher split. head(backbone(x)) must be the SSD's own output."""
+import os
+
 import mxnet as mx
 import numpy as np
 import pytest
@@ -88,3 +90,19 @@ def test_unreadable_params_file(tmp_path, classes):
     net = build_ssd(**ssd_config('resnet18_v1', DATA_SHAPE, classes))
     with pytest.raises(GankdError, match='not a readable MXNet params file'):
         load_params_strict(net, str(bad))
+
+
+def test_model_zoo_teacher_is_used_when_its_file_is_on_disk(tmp_path, monkeypatch):
+    """Without --teacher-params the GluonCV cache file is loaded (no download)."""
+    from gankd.ssd import zoo_params_file
+    monkeypatch.setenv('MXNET_HOME', str(tmp_path))
+    cfg = ssd_config('mobilenet1.0', 512)  # = ssd_512_mobilenet1.0_voc
+    name, path = zoo_params_file(cfg)
+    assert name == 'ssd_512_mobilenet1.0_voc' and path.startswith(str(tmp_path))
+    os.makedirs(os.path.dirname(path))
+    zoo_net = build_ssd(**cfg)
+    zoo_net.save_parameters(path)
+    teacher = build_teacher(cfg)
+    for (k, a), b in zip(zoo_net._collect_params_with_prefix().items(),
+                         teacher._collect_params_with_prefix().values()):
+        np.testing.assert_array_equal(a.data().asnumpy(), b.data().asnumpy(), err_msg=k)
