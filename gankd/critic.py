@@ -50,6 +50,13 @@ class FeatureCritic(HybridBlock):
 class CriticSet(HybridBlock):
     """One :class:`FeatureCritic` per level; returns a list of per-image scores.
 
+    Each level's maps (teacher's and student's alike) are divided by a constant, the
+    ``input_scales`` parameter (not trained, not clipped). With weight clipping the
+    critic's scores grow with the magnitude of its input, and the SSD levels of an
+    untrained or from-scratch network differ in magnitude by orders; a per-level
+    constant keeps every critic's scores, and the adversarial term, of order one.
+    :meth:`calibrate` sets it to the RMS of the teacher's maps.
+
     Parameters
     ----------
     shapes : list of tuple
@@ -61,12 +68,26 @@ class CriticSet(HybridBlock):
     def __init__(self, shapes, width=64, max_width=256, **kwargs):
         super(CriticSet, self).__init__(**kwargs)
         with self.name_scope():
-            self.critics = nn.HybridSequential()
+            self.levels = nn.HybridSequential()
             for c, h, _ in shapes:
-                self.critics.add(FeatureCritic(c, h, width, max_width))
+                self.levels.add(FeatureCritic(c, h, width, max_width))
+            self.input_scales = self.params.get('input_scales', shape=(len(shapes),),
+                                                init=mx.init.One(), grad_req='null',
+                                                differentiable=False)
 
-    def hybrid_forward(self, F, maps):
-        return [critic(m) for critic, m in zip(self.critics, maps)]
+    def calibrate(self, teacher_maps):
+        """Set each level's input scale to the RMS of ``teacher_maps`` (one device's)."""
+        rms = mx.nd.concat(*[mx.nd.sqrt(mx.nd.mean(mx.nd.square(m))).reshape((1,))
+                             for m in teacher_maps], dim=0)
+        self.input_scales.set_data(mx.nd.maximum(rms, 1e-6))
+
+    def is_calibrated(self):
+        return not bool((self.input_scales.data() == 1).min().asscalar())
+
+    def hybrid_forward(self, F, maps, input_scales):
+        return [critic(F.broadcast_div(m, F.slice_axis(input_scales, axis=0, begin=i,
+                                                       end=i + 1).reshape((1, 1, 1, 1))))
+                for i, (critic, m) in enumerate(zip(self.levels, maps))]
 
 
 def clip_weights(params, clip):

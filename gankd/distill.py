@@ -104,24 +104,35 @@ class AdversarialTerm(DistillTerm):
     kvstore : str
     width : int
         Channels of each critic's first layer.
+    input_norm : bool
+        Divide each level by the RMS of the teacher's maps on the first batch (see
+        :class:`CriticSet`); False feeds the raw maps.
     """
     name = 'Loss_G'
 
     def __init__(self, shapes, ctx, weight=1.0, lr=5e-4, beta1=0.5, clip=0.03, n_critic=1,
-                 kvstore='device', width=64):
+                 kvstore='device', width=64, input_norm=True):
         super(AdversarialTerm, self).__init__(weight)
-        self.clip, self.n_critic = clip, n_critic
+        self.clip, self.n_critic, self.input_norm = clip, n_critic, input_norm
         self.critics = CriticSet(shapes, width=width)
         # DCGAN/WGAN initialisation; it already lies inside the clipping range.
         self.critics.initialize(mx.init.Normal(0.02), ctx=ctx)
         self.critics.hybridize(static_alloc=True)
-        self.trainer = gluon.Trainer(self.critics.collect_params(), 'adam',
+        # Only the critics' weights are trained and clipped, not the input scales.
+        self.weights = self.critics.levels.collect_params()
+        self.trainer = gluon.Trainer(self.weights, 'adam',
                                      {'learning_rate': lr, 'beta1': beta1}, kvstore=kvstore)
+        self._calibration_checked = False
         # Called after every critic step with the critics' ParameterDict (for tests and
         # monitoring; e.g. a check that clipping holds).
         self.step_hooks = []
 
     def prepare(self, captures):
+        if self.input_norm and not self._calibration_checked:
+            # Scales restored from a checkpoint are kept; fresh ones are measured once.
+            if not self.critics.is_calibrated():
+                self.critics.calibrate(captures[0].teacher_maps)
+            self._calibration_checked = True
         real, fake = [], []
         for _ in range(self.n_critic):
             losses, real, fake = [], [], []
@@ -135,9 +146,9 @@ class AdversarialTerm(DistillTerm):
                     fake.append(d_fake * cap.fraction)
             autograd.backward(losses)
             self.trainer.step(1)
-            clip_weights(self.critics.collect_params(), self.clip)
+            clip_weights(self.weights, self.clip)
             for hook in self.step_hooks:
-                hook(self.critics.collect_params())
+                hook(self.weights)
         # Logged values are those of the last critic step.
         return {'Loss_D_real': real, 'Loss_D_fake': fake}
 

@@ -109,14 +109,14 @@ def test_eval_counts_every_image_once(voc_root, teacher_params, monkeypatch):
     from gankd.detector import load_detector
     from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
     _, test_set, classes = voc_datasets(voc_root)
-    _, backbone, head = load_detector(teacher_params)
+    ctx = [mx.cpu(0), mx.cpu(1)]
+    _, backbone, head = load_detector(teacher_params, ctx)
     seen = []
     orig = VOC07MApMetric.update
     # A spy on the real metric: count the images each update receives.
     monkeypatch.setattr(VOC07MApMetric, 'update', lambda self, *a: (
         seen.append(sum(d.shape[0] for d in a[0])), orig(self, *a)))
-    evaluate(backbone, head, val_loader(test_set, DATA_SHAPE, 4), [mx.cpu(0), mx.cpu(1)],
-             classes)
+    evaluate(backbone, head, val_loader(test_set, DATA_SHAPE, 4), ctx, classes)
     assert sum(seen) == len(test_set) == 6
 
 
