@@ -61,7 +61,7 @@ def build_plain_run(network, data_shape, classes, ctx, dataset='voc', lr=1e-3, m
 def build_gankd_run(teacher, student, data_shape, classes, ctx, teacher_params=None,
                     dataset='voc', lr=1e-3, momentum=0.9, wd=5e-4, lr_d=5e-4, clip=0.03,
                     n_critic=1, adv_weight=1.0, adapt='mismatch', kvstore='device',
-                    optimizer='sgd', critic_norm='rms'):
+                    optimizer='sgd', critic_norm='rms', critic_bn=True):
     """A GAN-KD run: frozen teacher backbone, student + adapters, head copied from the
     teacher and trained, six critics.
 
@@ -89,7 +89,7 @@ def build_gankd_run(teacher, student, data_shape, classes, ctx, teacher_params=N
             'teacher_params': teacher_params}
     term = AdversarialTerm(t_shapes, ctx, weight=adv_weight, lr=lr_d, clip=clip,
                            n_critic=n_critic, kvstore=kvstore,
-                           input_norm=critic_norm == 'rms')
+                           input_norm=critic_norm == 'rms', critic_bn=critic_bn)
     return Run(ctx=ctx, backbone=backbone, head=head, save_block=model, meta=meta,
                classes=list(classes), teacher=t_backbone, terms=[term],
                trainer=_trainer(model.collect_params(), optimizer, lr, momentum, wd, kvstore))

@@ -62,6 +62,8 @@ def training_parser(description, distill):
         p.add_argument('--lr-d', type=float, default=5e-4, help='critic Adam learning rate')
         p.add_argument('--critic-norm', default='rms', choices=['rms', 'none'],
                        help="divide critic inputs by the teacher maps' RMS per level, or not")
+        p.add_argument('--critic-bn', action=argparse.BooleanOptionalAction, default=True,
+                       help='BatchNorm inside the critics (DCGAN/WGAN reference critic)')
         p.add_argument('--adapt', default='mismatch', choices=['mismatch', 'all'],
                        help='1x1 adapters where channels differ, or on every level')
     else:
@@ -106,7 +108,7 @@ def train_from_args(args, distill):
                               lr=args.lr, momentum=args.momentum, wd=args.wd, lr_d=args.lr_d,
                               clip=args.clip, n_critic=args.n_critic,
                               adv_weight=args.adv_weight, adapt=args.adapt,
-                              critic_norm=args.critic_norm,
+                              critic_norm=args.critic_norm, critic_bn=args.critic_bn,
                               optimizer=args.optimizer)
     else:
         run = build_plain_run(args.network, args.data_shape, classes, ctx, dataset=args.dataset,

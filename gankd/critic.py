@@ -4,16 +4,19 @@ import math
 import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
-__all__ = ['FeatureCritic', 'CriticSet', 'clip_weights']
+__all__ = ['FeatureCritic', 'CriticSet', 'clip_weights', 'trainable']
 
 
 class FeatureCritic(HybridBlock):
     """Stride-2 convolutions down to 1x1, then one unbounded score per image.
 
-    Figure 2 draws only "downsampling convolutions ending in 1x1x1"; kernel 3,
-    LeakyReLU(0.2) and no normalisation are this project's choice (WGAN with weight
-    clipping works without batch norm in the critic, and without it a critic's score for
-    an image does not depend on the rest of the batch).
+    Figure 2 draws only "downsampling convolutions ending in 1x1x1". The layers follow
+    the DCGAN critic of the reference WGAN code that the GAN-KD logs point to (Adam,
+    beta1 0.5, clipping 0.03): 3x3 stride-2 convolutions, LeakyReLU(0.2), and BatchNorm
+    after every convolution but the first. Batch norm matters here: with weights clipped
+    but not normalised, a wide critic's scores grow with its gain (up to 9 * channels *
+    clip per layer) into the thousands and swamp the detection loss; with it (its gamma
+    and beta clipped too, as in the reference code) they stay of order one.
 
     Parameters
     ----------
@@ -24,9 +27,11 @@ class FeatureCritic(HybridBlock):
     width : int
         Channels of the first convolution; doubled per layer up to ``max_width``.
     max_width : int
+    norm : bool
+        BatchNorm after every convolution but the first.
     """
 
-    def __init__(self, in_channels, spatial, width=64, max_width=256, **kwargs):
+    def __init__(self, in_channels, spatial, width=64, max_width=256, norm=True, **kwargs):
         super(FeatureCritic, self).__init__(**kwargs)
         self.depth = max(int(math.ceil(math.log2(spatial))), 0) if spatial > 1 else 0
         with self.name_scope():
@@ -38,8 +43,12 @@ class FeatureCritic(HybridBlock):
                 channels = width
             for i in range(self.depth):
                 out = min(width * 2 ** i, max_width)
-                self.body.add(nn.Conv2D(out, 3, strides=2, padding=1, in_channels=channels),
-                              nn.LeakyReLU(0.2))
+                first = i == 0
+                self.body.add(nn.Conv2D(out, 3, strides=2, padding=1, in_channels=channels,
+                                        use_bias=first or not norm))
+                if norm and not first:
+                    self.body.add(nn.BatchNorm(in_channels=out))
+                self.body.add(nn.LeakyReLU(0.2))
                 channels = out
             self.score = nn.Conv2D(1, 1, in_channels=channels)
 
@@ -61,16 +70,16 @@ class CriticSet(HybridBlock):
     ----------
     shapes : list of tuple
         ``(C, H, W)`` of the teacher's maps.
-    width, max_width : int
+    width, max_width, norm
         See :class:`FeatureCritic`.
     """
 
-    def __init__(self, shapes, width=64, max_width=256, **kwargs):
+    def __init__(self, shapes, width=64, max_width=256, norm=True, **kwargs):
         super(CriticSet, self).__init__(**kwargs)
         with self.name_scope():
             self.levels = nn.HybridSequential()
             for c, h, _ in shapes:
-                self.levels.add(FeatureCritic(c, h, width, max_width))
+                self.levels.add(FeatureCritic(c, h, width, max_width, norm))
             self.input_scales = self.params.get('input_scales', shape=(len(shapes),),
                                                 init=mx.init.One(), grad_req='null',
                                                 differentiable=False)
@@ -90,8 +99,14 @@ class CriticSet(HybridBlock):
                 for i, (critic, m) in enumerate(zip(self.levels, maps))]
 
 
+def trainable(params):
+    """The parameters an optimiser updates (not BatchNorm running statistics)."""
+    return {k: p for k, p in params.items() if p.grad_req != 'null'}
+
+
 def clip_weights(params, clip):
-    """Clip every parameter to [-clip, clip] in place, on every device (WGAN)."""
-    for param in params.values():
+    """Clip every trainable parameter to [-clip, clip] in place, on every device (WGAN:
+    weights, biases and BatchNorm gamma/beta; running statistics are not weights)."""
+    for param in trainable(params).values():
         for data in param.list_data():
             mx.nd.clip(data, -clip, clip, out=data)

@@ -12,7 +12,7 @@ from typing import Any, List, Optional
 import mxnet as mx
 from mxnet import autograd, gluon
 
-from .critic import CriticSet, clip_weights
+from .critic import CriticSet, clip_weights, trainable
 
 __all__ = ['Captures', 'DistillTerm', 'AdversarialTerm']
 
@@ -107,19 +107,22 @@ class AdversarialTerm(DistillTerm):
     input_norm : bool
         Divide each level by the RMS of the teacher's maps on the first batch (see
         :class:`CriticSet`); False feeds the raw maps.
+    critic_bn : bool
+        BatchNorm inside the critics (see :class:`FeatureCritic`).
     """
     name = 'Loss_G'
 
     def __init__(self, shapes, ctx, weight=1.0, lr=5e-4, beta1=0.5, clip=0.03, n_critic=1,
-                 kvstore='device', width=64, input_norm=True):
+                 kvstore='device', width=64, input_norm=True, critic_bn=True):
         super(AdversarialTerm, self).__init__(weight)
         self.clip, self.n_critic, self.input_norm = clip, n_critic, input_norm
-        self.critics = CriticSet(shapes, width=width)
+        self.critics = CriticSet(shapes, width=width, norm=critic_bn)
         # DCGAN/WGAN initialisation; it already lies inside the clipping range.
         self.critics.initialize(mx.init.Normal(0.02), ctx=ctx)
         self.critics.hybridize(static_alloc=True)
-        # Only the critics' weights are trained and clipped, not the input scales.
-        self.weights = self.critics.levels.collect_params()
+        # Only the critics' weights are trained and clipped, not the input scales or
+        # BatchNorm's running statistics.
+        self.weights = trainable(self.critics.levels.collect_params())
         self.trainer = gluon.Trainer(self.weights, 'adam',
                                      {'learning_rate': lr, 'beta1': beta1}, kvstore=kvstore)
         self._calibration_checked = False

@@ -64,14 +64,21 @@ def test_critic_scores_are_unbounded_one_per_image(resnet50_shapes):
         np.testing.assert_allclose(a.asnumpy(), b[:1].asnumpy(), rtol=1e-4)
 
 
-def test_clip_weights_bounds_every_weight_on_every_device():
-    critic = FeatureCritic(4, 4)
+def test_clip_weights_bounds_every_trainable_weight_on_every_device():
+    critic = FeatureCritic(4, 4)  # depth 2: conv, conv + BatchNorm
     critic.initialize(mx.init.Normal(1.0), ctx=[mx.cpu(0), mx.cpu(1)])
     critic(mx.nd.zeros((1, 4, 4, 4), ctx=mx.cpu(0)))
-    clip_weights(critic.collect_params(), 0.03)
-    for p in critic.collect_params().values():
+    params = critic.collect_params()
+    stats = {n: p.data().asnumpy().copy() for n, p in params.items() if p.grad_req == 'null'}
+    assert any(n.endswith('running_var') for n in stats)
+    clip_weights(params, 0.03)
+    for name, p in params.items():
         for d in p.list_data():
-            assert abs(d).max().asscalar() <= 0.03
+            if name in stats:  # BatchNorm statistics are not weights: untouched
+                np.testing.assert_array_equal(d.asnumpy(), stats[name])
+            else:
+                assert abs(d).max().asscalar() <= 0.03, name
+    assert any(n.endswith('gamma') for n in params)  # gamma is clipped, as in WGAN
 
 
 def test_critic_input_scales_make_scores_invariant_to_map_magnitude(resnet50_shapes):
