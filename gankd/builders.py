@@ -39,7 +39,7 @@ def _trainer(params, optimizer, lr, momentum, wd, kvstore):
 
 
 def build_plain_run(network, data_shape, classes, ctx, dataset='voc', lr=1e-3, momentum=0.9,
-                    wd=5e-4, kvstore='device', optimizer='sgd'):
+                    wd=5e-4, kvstore='device', optimizer='sgd', pretrained_base=False):
     """A plain SSD (teachers and no-distillation baselines).
 
     Returns
@@ -47,7 +47,7 @@ def build_plain_run(network, data_shape, classes, ctx, dataset='voc', lr=1e-3, m
     Run
     """
     cfg = ssd_config(network, data_shape, classes, dataset)
-    net = build_ssd(ctx=ctx, **cfg)
+    net = build_ssd(ctx=ctx, pretrained_base=pretrained_base, **cfg)
     backbone, head = split_ssd(net)
     backbone.hybridize(static_alloc=True, static_shape=True)
     head.hybridize(static_alloc=True, static_shape=True)
@@ -61,7 +61,8 @@ def build_plain_run(network, data_shape, classes, ctx, dataset='voc', lr=1e-3, m
 def build_gankd_run(teacher, student, data_shape, classes, ctx, teacher_params=None,
                     dataset='voc', lr=1e-3, momentum=0.9, wd=5e-4, lr_d=5e-4, clip=0.03,
                     n_critic=1, adv_weight=1.0, adapt='mismatch', kvstore='device',
-                    optimizer='sgd', critic_norm='rms', critic_bn=True):
+                    optimizer='sgd', critic_norm='rms', critic_bn=True,
+                    pretrained_base=False):
     """A GAN-KD run: frozen teacher backbone, student + adapters, head copied from the
     teacher and trained, six critics.
 
@@ -78,7 +79,7 @@ def build_gankd_run(teacher, student, data_shape, classes, ctx, teacher_params=N
     t_backbone.hybridize(static_alloc=True, static_shape=True)
     head = copy_head(tcfg, t_head, ctx=ctx)
     backbone = build_student(student, data_shape, t_shapes, adapt=adapt, teacher_name=teacher,
-                             ctx=ctx)
+                             pretrained_base=pretrained_base, ctx=ctx)
     backbone.hybridize(static_alloc=True, static_shape=True)
     head.hybridize(static_alloc=True, static_shape=True)
     model = Detector(backbone, head)

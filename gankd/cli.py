@@ -46,6 +46,9 @@ def training_parser(description, distill):
                    "intact checkpoint of --save-prefix")
     p.add_argument('--start-epoch', type=int, default=0)
     p.add_argument('--keep-checkpoints', type=int, default=3)
+    p.add_argument('--pretrained-base', action='store_true',
+                   help="start the (student's) base network from GluonCV's ImageNet weights, "
+                   "which must be in ~/.mxnet/models or $MXNET_HOME/models")
     p.add_argument('--progress', action='store_true', help='tqdm progress bars')
     p.add_argument('--augment', default='ssd', choices=['ssd', 'light'],
                    help="GluonCV's SSD augmentation, or resize + flip only (short CPU runs)")
@@ -109,11 +112,12 @@ def train_from_args(args, distill):
                               clip=args.clip, n_critic=args.n_critic,
                               adv_weight=args.adv_weight, adapt=args.adapt,
                               critic_norm=args.critic_norm, critic_bn=args.critic_bn,
+                              pretrained_base=args.pretrained_base,
                               optimizer=args.optimizer)
     else:
         run = build_plain_run(args.network, args.data_shape, classes, ctx, dataset=args.dataset,
                               lr=args.lr, momentum=args.momentum, wd=args.wd,
-                              optimizer=args.optimizer)
+                              optimizer=args.optimizer, pretrained_base=args.pretrained_base)
     prefix = args.save_prefix or 'params/' + run.meta['name']
     logger = setup_logging(prefix)
     logger.info('{}: {}'.format(run.meta['name'], vars(args)))

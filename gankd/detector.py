@@ -12,7 +12,7 @@ import mxnet as mx
 from mxnet.gluon import HybridBlock
 
 from .errors import GankdError
-from .ssd import build_ssd, copy_head, load_params_strict, split_ssd
+from .ssd import build_ssd, load_params_strict, split_ssd
 from .student import build_student
 
 __all__ = ['Detector', 'meta_path', 'save_detector', 'load_detector', 'build_from_meta']
@@ -68,9 +68,8 @@ def build_from_meta(meta, ctx=mx.cpu()):
         backbone, head = split_ssd(net)
         return net, backbone, head
     if meta.get('kind') == 'student':
-        teacher_net = build_ssd(ctx=ctx, **meta['teacher'])
-        _, teacher_head = split_ssd(teacher_net)
-        head = copy_head(meta['teacher'], teacher_head, ctx=ctx)
+        # The student's head has the teacher's architecture; its weights come from the file.
+        _, head = split_ssd(build_ssd(ctx=ctx, **meta['teacher']))
         backbone = build_student(meta['student'], meta['teacher']['data_shape'],
                                  meta['teacher_shapes'], adapt=meta.get('adapt', 'mismatch'),
                                  teacher_name=meta['teacher']['base'], ctx=ctx)

@@ -20,9 +20,9 @@ __all__ = ['PRESETS', 'quickstart', 'format_result']
 # (for tests). Networks trained from scratch for minutes learn faster with Adam than
 # with train_ssd.py's SGD, and without GluonCV's zoom-out augmentation.
 PRESETS = {
-    'default': dict(num_train=1500, num_test=200, image_size=128, data_shape=128,
+    'default': dict(num_train=2000, num_test=300, image_size=128, data_shape=128,
                     teacher='mobilenet1.0', student='mobilenet0.25', batch_size=16,
-                    teacher_epochs=8, student_epochs=8, gan_epochs=5, optimizer='adam',
+                    teacher_epochs=8, student_epochs=7, gan_epochs=5, optimizer='adam',
                     lr=1e-3, lr_decay_epoch='6'),
     'tiny': dict(num_train=32, num_test=8, image_size=64, data_shape=64,
                  teacher='resnet18_v1', student='mobilenet0.25', batch_size=8,

@@ -19,7 +19,8 @@ from .errors import GankdError
 
 __all__ = ['FEATURE_LAYERS', 'VOC_CLASSES', 'ssd_config', 'build_ssd', 'SSDHead',
            'split_ssd', 'copy_head', 'feature_shapes', 'load_params_strict',
-           'zoo_params_file', 'build_teacher', 'init_from_scratch']
+           'zoo_params_file', 'build_teacher', 'init_from_scratch', 'cached_zoo_file',
+           'require_pretrained_base']
 
 VOC_CLASSES = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat',
                'chair', 'cow', 'diningtable', 'dog', 'horse', 'motorbike', 'person',
@@ -105,30 +106,35 @@ def ssd_config(base, data_shape=512, classes=VOC_CLASSES, dataset='voc'):
 
 
 def build_ssd(base, data_shape, classes, dataset, features, filters, sizes, ratios, steps,
-              ctx=mx.cpu()):
-    """Build an initialised GluonCV SSD (random weights, ``pretrained_base=False``).
+              ctx=mx.cpu(), pretrained_base=False):
+    """Build an initialised GluonCV SSD.
 
     Parameters
     ----------
     base, data_shape, classes, dataset, features, filters, sizes, ratios, steps
         As returned by :func:`ssd_config`.
     ctx : mxnet.Context or list of mxnet.Context
+    pretrained_base : bool
+        Start the base network from GluonCV's ImageNet weights (which must be on disk);
+        otherwise everything is trained from scratch.
 
     Returns
     -------
     gluoncv.model_zoo.ssd.SSD
     """
+    if pretrained_base:
+        require_pretrained_base(base)
     with warnings.catch_warnings():
         # FeatureExpander warns that it cannot infer the input type; it is float32.
         warnings.simplefilter('ignore')
         net = get_ssd(base, data_shape, features=features, filters=filters, sizes=sizes,
                       ratios=ratios, steps=steps, classes=classes, dataset=dataset,
-                      pretrained=False, pretrained_base=False)
-        init_from_scratch(net, data_shape, ctx)
+                      pretrained=False, pretrained_base=pretrained_base)
+        init_from_scratch(net, data_shape, ctx, reinit=not pretrained_base)
     return net
 
 
-def init_from_scratch(net, data_shape, ctx=mx.cpu()):
+def init_from_scratch(net, data_shape, ctx=mx.cpu(), reinit=True):
     """Initialise a network for training from scratch and resolve its shapes.
 
     MXNet's default (uniform +-0.07) stalls deep networks trained without a pretrained
@@ -140,6 +146,8 @@ def init_from_scratch(net, data_shape, ctx=mx.cpu()):
     ctx0 = ctx[0] if isinstance(ctx, (list, tuple)) else ctx
     with autograd.train_mode():
         net(mx.nd.zeros((1, 3, data_shape, data_shape), ctx=ctx0))
+    if not reinit:
+        return  # pretrained base: GluonCV already initialised the layers it appended
     msra = mx.init.Xavier(rnd_type='gaussian', factor_type='out', magnitude=2)
     # The SSD's predictors keep GluonCV's own Xavier initialisation.
     body = getattr(net, 'features', net)
@@ -314,20 +322,31 @@ def load_params_strict(block, filename, ctx=mx.cpu(), what='model'):
     block.load_parameters(filename, ctx=ctx)
 
 
-def zoo_params_file(config, root=None):
-    """Path of the GluonCV model-zoo weights for this preset, or None when it has none.
-
-    The file is looked up in GluonCV's cache (``$MXNET_HOME/models`` or
-    ``~/.mxnet/models``) without touching the network.
-    """
+def cached_zoo_file(name):
+    """Where GluonCV keeps model-zoo weights ``name`` (``$MXNET_HOME/models`` or
+    ``~/.mxnet/models``), or None when the model zoo has no such weights. Never
+    downloads."""
     from gluoncv.model_zoo.model_store import _model_sha1, short_hash
-    name = 'ssd_{}_{}_{}'.format(config['data_shape'], config['base'], config['dataset'])
     if name not in _model_sha1:
-        return name, None
-    if root is None:
-        root = os.path.join(os.environ.get('MXNET_HOME', os.path.join('~', '.mxnet')), 'models')
-    path = os.path.join(os.path.expanduser(root), '{}-{}.params'.format(name, short_hash(name)))
-    return name, path
+        return None
+    root = os.path.join(os.environ.get('MXNET_HOME', os.path.join('~', '.mxnet')), 'models')
+    return os.path.join(os.path.expanduser(root), '{}-{}.params'.format(name, short_hash(name)))
+
+
+def zoo_params_file(config):
+    """Name and cache path of the GluonCV model-zoo SSD for this preset (path None when
+    GluonCV has no such model)."""
+    name = 'ssd_{}_{}_{}'.format(config['data_shape'], config['base'], config['dataset'])
+    return name, cached_zoo_file(name)
+
+
+def require_pretrained_base(base):
+    """Refuse ``--pretrained-base`` when GluonCV's ImageNet weights are not on disk."""
+    path = cached_zoo_file(base)
+    if path is None or not os.path.isfile(path):
+        raise GankdError('ImageNet weights for {} not found{} (no download is attempted); '
+                         'place them there or train without --pretrained-base'.format(
+                             base, ' at ' + path if path else ' in the GluonCV model zoo'))
 
 
 def build_teacher(config, params=None, ctx=mx.cpu()):
@@ -355,7 +374,7 @@ def build_teacher(config, params=None, ctx=mx.cpu()):
             raise GankdError('model-zoo weights for {} not found at {} (no download is '
                              'attempted); pass --teacher-params FILE'.format(name, path))
         params = path
-    net = build_ssd(ctx=ctx, **config)
+    net = build_ssd(ctx=ctx, **config)  # random weights, then the teacher's
     load_params_strict(net, params, ctx=ctx, what='teacher ssd_{}_{}'.format(
         config['data_shape'], config['base']))
     return net

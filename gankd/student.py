@@ -13,7 +13,7 @@ from mxnet.gluon import HybridBlock, nn
 from gluoncv.nn.feature import FeatureExpander
 
 from .errors import GankdError
-from .ssd import init_from_scratch, ssd_config
+from .ssd import init_from_scratch, require_pretrained_base, ssd_config
 
 __all__ = ['StudentBackbone', 'build_student', 'check_geometry']
 
@@ -55,8 +55,10 @@ class StudentBackbone(HybridBlock):
                     global_pool=False, pretrained=pretrained_base)
             self.adapters = nn.HybridSequential()
             for level in self.adapted_levels:
-                self.adapters.add(nn.Conv2D(teacher_channels[level], kernel_size=1,
-                                            in_channels=student_channels[level]))
+                self.adapters.add(nn.Conv2D(
+                    teacher_channels[level], kernel_size=1, in_channels=student_channels[level],
+                    weight_initializer=mx.init.Xavier(rnd_type='gaussian', factor_type='out',
+                                                      magnitude=2)))
 
     def hybrid_forward(self, F, x):
         maps = list(self.expander(x))
@@ -107,8 +109,10 @@ def build_student(base, data_shape, teacher_shapes, adapt='mismatch', pretrained
         maps = probe.expander(mx.nd.zeros((1, 3, data_shape, data_shape)))
     student_shapes = [tuple(m.shape[1:]) for m in maps]
     check_geometry(student_shapes, [tuple(t) for t in teacher_shapes], base, teacher_name)
+    if pretrained_base:
+        require_pretrained_base(base)
     student = StudentBackbone(base, data_shape, teacher_channels,
                               [s[0] for s in student_shapes], adapt=adapt,
                               pretrained_base=pretrained_base)
-    init_from_scratch(student, data_shape, ctx)
+    init_from_scratch(student, data_shape, ctx, reinit=not pretrained_base)
     return student
