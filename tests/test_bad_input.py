@@ -127,3 +127,10 @@ def test_ctrl_c_saves_checkpoint_and_resume_finishes(tmp_path, voc_root, teacher
     ev = run_script('eval_voc.py', '--params', prefix + '_last.params', '--dataset-root',
                     voc_root)
     assert ev.returncode == 0 and ev.stdout.strip().splitlines()[-1].startswith('mAP=')
+
+
+def test_pretrained_base_missing_from_cache(tmp_path, voc_root):
+    proc = run_script('train_ssd.py', '--network', 'mobilenet0.25', '--data-shape', DATA_SHAPE,
+                      '--dataset-root', voc_root, '--pretrained-base',
+                      env=dict(os.environ, MXNET_HOME=str(tmp_path)))
+    assert_one_line_error(proc, 'mobilenet0.25', str(tmp_path), '--pretrained-base')
