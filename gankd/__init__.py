@@ -1,0 +1,1 @@
+"""gankd: GAN knowledge distillation for SSD object detection, on GluonCV and MXNet."""
