@@ -46,6 +46,8 @@ def training_parser(description, distill):
                    "intact checkpoint of --save-prefix")
     p.add_argument('--start-epoch', type=int, default=0)
     p.add_argument('--keep-checkpoints', type=int, default=3)
+    p.add_argument('--checkpoint-interval', type=int, default=0,
+                   help='also checkpoint every N iterations (0: at the end of each epoch only)')
     p.add_argument('--pretrained-base', action='store_true',
                    help="start the (student's) base network from GluonCV's ImageNet weights, "
                    "which must be in ~/.mxnet/models or $MXNET_HOME/models")
@@ -131,6 +133,7 @@ def train_from_args(args, distill):
                       save_interval=args.save_interval, val_interval=args.val_interval,
                       start_epoch=args.start_epoch, resume=args.resume,
                       keep_checkpoints=args.keep_checkpoints, seed=args.seed,
+                      checkpoint_interval=args.checkpoint_interval,
                       progress=args.progress)
     return fit(run, train_data, val_data, cfg, logger)
 

@@ -97,6 +97,7 @@ class TrainConfig:
     start_epoch: int = 0
     resume: str = ''
     keep_checkpoints: int = 3
+    checkpoint_interval: int = 0
     nms_thresh: float = 0.45
     nms_topk: int = 400
     seed: int = 233
@@ -330,7 +331,7 @@ def fit(run, train_data, val_data, cfg, logger=None):
     for epoch in range(state['epoch'], cfg.epochs):
         try:
             record = _train_and_validate(run, train_data, val_data, cfg, epoch, gan_epochs,
-                                         counter, state, logger)
+                                         counter, state, logger, checkpoint)
         except KeyboardInterrupt:
             # Whatever the epoch was doing, keep the weights reached so far; on resume
             # this epoch starts again from its first batch.
@@ -355,16 +356,24 @@ def fit(run, train_data, val_data, cfg, logger=None):
 
 
 def _train_and_validate(run, train_data, val_data, cfg, epoch, gan_epochs, counter, state,
-                        logger):
+                        logger, checkpoint):
     """One epoch of :func:`fit`: train, validate, save params. Returns the history record."""
     lr = learning_rate(cfg, epoch)
     run.trainer.set_learning_rate(lr)
     distill = bool(run.terms) and epoch < gan_epochs
     mx.random.seed(cfg.seed + epoch)  # MXNet's RNG state cannot be saved; reseed per epoch
     tic = time.time()
+
+    def on_iteration(iteration):
+        counter['iteration'] = iteration
+        # Mid-epoch checkpoints bound what a crash (even SIGKILL) can lose; on resume the
+        # epoch restarts from its first batch with the weights saved here.
+        if cfg.checkpoint_interval and iteration % cfg.checkpoint_interval == 0:
+            checkpoint(epoch, iteration)
+
     losses, _, speed = train_one_epoch(
         run, train_data, epoch, distill, cfg.log_interval, logger, counter['iteration'],
-        on_iteration=lambda it: counter.__setitem__('iteration', it), progress=cfg.progress)
+        on_iteration=on_iteration, progress=cfg.progress)
     record = {'epoch': epoch, 'lr': lr, 'stage': 'distill' if distill else 'detection',
               'iteration': counter['iteration'], 'speed': speed, 'time': time.time() - tic}
     record.update(losses)
