@@ -28,7 +28,7 @@ def contexts(gpus='', cpu_contexts=1):
 
 
 def _trainer(params, optimizer, lr, momentum, wd, kvstore):
-    """SGD with momentum as GluonCV's train_ssd.py, or Adam (momentum is then beta1)."""
+    """SGD with momentum as GluonCV's train_ssd.py, or Adam (``momentum`` unused)."""
     if optimizer == 'sgd':
         opt = {'learning_rate': lr, 'wd': wd, 'momentum': momentum}
     elif optimizer == 'adam':

@@ -166,6 +166,8 @@ def train_loader(dataset, anchors, data_shape, batch_size, num_workers=0, shuffl
         dataset.transform(transform), batch_size, shuffle=shuffle,
         batchify_fn=Tuple(Stack(), Stack(), Stack()), last_batch='rollover',
         num_workers=num_workers)
+
+
 def val_loader(dataset, data_shape, batch_size, num_workers=0):
     """Resized test images with labels padded by -1; every image is kept (no rollover,
     unlike GluonCV's eval_ssd.py, which drops the last partial batch)."""

@@ -52,6 +52,9 @@ DEFAULT_EXTRA_FILTERS = [512, 512, 256, 256]
 # Anchor sizes of GluonCV's 512 presets, in pixels at 512; scaled for other shapes.
 ANCHOR_SIZES_512 = {'voc': [51.2, 102.4, 189.4, 276.4, 363.52, 450.6, 492],
                     'coco': [51.2, 133.12, 215.04, 296.96, 378.88, 460.8, 542.72]}
+# MSRA initialisation, as GluonCV uses for the layers FeatureExpander appends.
+MSRA = mx.init.Xavier(rnd_type='gaussian', factor_type='out', magnitude=2)
+
 ANCHOR_RATIOS = [[1, 2, 0.5]] + [[1, 2, 0.5, 3, 1.0 / 3]] * 3 + [[1, 2, 0.5]] * 2
 
 
@@ -148,12 +151,11 @@ def init_from_scratch(net, data_shape, ctx=mx.cpu(), reinit=True):
         net(mx.nd.zeros((1, 3, data_shape, data_shape), ctx=ctx0))
     if not reinit:
         return  # pretrained base: GluonCV already initialised the layers it appended
-    msra = mx.init.Xavier(rnd_type='gaussian', factor_type='out', magnitude=2)
     # The SSD's predictors keep GluonCV's own Xavier initialisation.
     body = getattr(net, 'features', net)
     for name, param in body.collect_params().items():
         if name.endswith('weight') and len(param.shape) >= 2:
-            param.initialize(msra, ctx=ctx, force_reinit=True)
+            param.initialize(MSRA, ctx=ctx, force_reinit=True)
 
 
 class SSDHead(HybridBlock):

@@ -13,7 +13,7 @@ from mxnet.gluon import HybridBlock, nn
 from gluoncv.nn.feature import FeatureExpander
 
 from .errors import GankdError
-from .ssd import init_from_scratch, require_pretrained_base, ssd_config
+from .ssd import MSRA, init_from_scratch, require_pretrained_base, ssd_config
 
 __all__ = ['StudentBackbone', 'build_student', 'check_geometry']
 
@@ -57,8 +57,7 @@ class StudentBackbone(HybridBlock):
             for level in self.adapted_levels:
                 self.adapters.add(nn.Conv2D(
                     teacher_channels[level], kernel_size=1, in_channels=student_channels[level],
-                    weight_initializer=mx.init.Xavier(rnd_type='gaussian', factor_type='out',
-                                                      magnitude=2)))
+                    weight_initializer=MSRA))
 
     def hybrid_forward(self, F, x):
         maps = list(self.expander(x))
