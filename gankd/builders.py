@@ -77,6 +77,8 @@ def build_gankd_run(teacher, student, data_shape, classes, ctx, teacher_params=N
     # The teacher never changes: no gradient buffers, never in a Trainer.
     t_backbone.collect_params().setattr('grad_req', 'null')
     t_backbone.hybridize(static_alloc=True, static_shape=True)
+    t_head.collect_params().setattr('grad_req', 'null')
+    t_head.hybridize(static_alloc=True, static_shape=True)
     head = copy_head(tcfg, t_head, ctx=ctx)
     backbone = build_student(student, data_shape, t_shapes, adapt=adapt, teacher_name=teacher,
                              pretrained_base=pretrained_base, ctx=ctx)
@@ -92,7 +94,7 @@ def build_gankd_run(teacher, student, data_shape, classes, ctx, teacher_params=N
                            n_critic=n_critic, kvstore=kvstore,
                            input_norm=critic_norm == 'rms', critic_bn=critic_bn)
     return Run(ctx=ctx, backbone=backbone, head=head, save_block=model, meta=meta,
-               classes=list(classes), teacher=t_backbone, terms=[term],
+               classes=list(classes), teacher=t_backbone, terms=[term], teacher_head=t_head,
                trainer=_trainer(model.collect_params(), optimizer, lr, momentum, wd, kvstore))
 
 

@@ -32,6 +32,9 @@ class Captures:
         batch mean.
     cls_preds, box_preds, anchors, cls_targets, box_targets : NDArray or None
         Head outputs and SSD targets, filled in for the student step.
+    teacher_cls_preds, teacher_box_preds : NDArray or None
+        The frozen teacher head's raw predictions on the teacher's maps (no gradient),
+        filled in when a term sets ``needs_teacher_preds``.
     """
     student_maps: List[Any]
     teacher_maps: Optional[List[Any]]
@@ -41,6 +44,8 @@ class Captures:
     anchors: Any = None
     cls_targets: Any = None
     box_targets: Any = None
+    teacher_cls_preds: Any = None
+    teacher_box_preds: Any = None
 
 
 class DistillTerm(object):
@@ -54,9 +59,13 @@ class DistillTerm(object):
         Multiplies :meth:`loss` in the student objective.
     needs_teacher : bool
         Whether the teacher backbone must run for this term.
+    needs_teacher_preds : bool
+        Whether the loop must also run the frozen teacher head on the teacher's maps
+        (fills ``Captures.teacher_cls_preds`` / ``teacher_box_preds``).
     """
     name = 'distill'
     needs_teacher = True
+    needs_teacher_preds = False
 
     def __init__(self, weight=1.0):
         self.weight = weight
@@ -69,6 +78,20 @@ class DistillTerm(object):
     def loss(self, cap):
         """The term's loss on one device (mean over that device's images), recorded."""
         raise NotImplementedError
+
+    def losses(self, captures):
+        """Per-device losses whose sum over devices is the batch loss, recorded.
+
+        The default weights each device's mean by its share of the batch; a term that
+        normalises over the whole batch (e.g. by the positives of all devices, as
+        ``SSDMultiBoxLoss`` does) overrides this instead of :meth:`loss`.
+        """
+        return [self.loss(cap) * cap.fraction for cap in captures]
+
+    def student_params(self):
+        """Parameters the term adds to the student's side (e.g. a 1x1 connector), trained
+        by the student's Trainer. Returns a list of Parameters."""
+        return []
 
     def blocks(self):
         """Blocks the term owns and checkpoints (name -> Block)."""

@@ -52,6 +52,8 @@ class Run:
     teacher : HybridBlock or None
         The frozen teacher backbone.
     terms : list of DistillTerm
+    teacher_head : SSDHead or None
+        The teacher's own head, frozen (terms that compare predictions use it).
     """
     ctx: List[Any]
     backbone: Any
@@ -63,6 +65,7 @@ class Run:
     teacher: Any = None
     terms: List[Any] = field(default_factory=list)
     loss_fn: Any = None
+    teacher_head: Any = None
 
     def __post_init__(self):
         if self.loss_fn is None:
@@ -180,6 +183,13 @@ def train_step(run, batch, distill=True):
     with autograd.record():
         s_maps = [run.backbone(x) for x in xs]
     caps = [Captures(list(s), t, x.shape[0] / total) for s, t, x in zip(s_maps, t_maps, xs)]
+    if any(t.needs_teacher_preds for t in terms):
+        # Raw (training-mode) predictions; the SSD head has no BatchNorm, so this is the
+        # teacher's own output, without a graph.
+        with autograd.train_mode():
+            for cap in caps:
+                cap.teacher_cls_preds, cap.teacher_box_preds, _ = run.teacher_head(
+                    cap.teacher_maps)
     logged = {}
     for term in terms:
         for name, per_device in term.prepare(caps).items():
@@ -194,7 +204,7 @@ def train_step(run, batch, distill=True):
             [c.cls_preds for c in caps], [c.box_preds for c in caps], cls_t, box_t)
         objectives = [l.sum() for l in sum_loss]
         for term in terms:
-            parts = [term.weight * term.loss(cap) * cap.fraction for cap in caps]
+            parts = [term.weight * l for l in term.losses(caps)]
             objectives = [o + p for o, p in zip(objectives, parts)]
             logged[term.name] = sum(p.as_in_context(run.ctx[0]) for p in parts)
     logged['CrossEntropy'] = sum(l.sum().as_in_context(run.ctx[0]) for l in cls_loss)
@@ -249,15 +259,24 @@ def train_one_epoch(run, loader, epoch, distill=True, log_interval=100, logger=N
 
 
 def evaluate(backbone, head, loader, ctx, classes, nms_thresh=0.45, nms_topk=400,
-             progress=False):
-    """VOC07 11-point mAP at IoU 0.5 over every image of ``loader``.
+             progress=False, metric=None):
+    """Detection metric over every image of ``loader`` (in order, none skipped).
+
+    Parameters
+    ----------
+    metric : GluonCV-style detection metric or None
+        ``update(bboxes, ids, scores, gt_bboxes, gt_ids, gt_difficults)`` / ``get()``,
+        whose last value is the headline number; None is VOC07 11-point mAP at IoU 0.5.
+        It is reset before use.
 
     Returns
     -------
     (list of str, list of float)
-        Class names then ``'mAP'``, and their APs.
+        Names (for VOC: class names then ``'mAP'``) and values.
     """
-    metric = VOC07MApMetric(iou_thresh=0.5, class_names=classes)
+    if metric is None:
+        metric = VOC07MApMetric(iou_thresh=0.5, class_names=classes)
+    metric.reset()
     head.set_nms(nms_thresh=nms_thresh, nms_topk=nms_topk)
     for batch in tqdm(loader, desc='evaluate', leave=False, disable=not progress):
         data = split(batch[0], ctx, even=False)
@@ -292,9 +311,12 @@ def setup_logging(save_prefix, name='gankd'):
     return logger
 
 
-def fit(run, train_data, val_data, cfg, logger=None):
+def fit(run, train_data, val_data, cfg, logger=None, metric=None):
     """Train for ``cfg.epochs`` epochs: distillation for the first ``cfg.gan_epochs``,
     then detection fine-tuning; validate, save params, checkpoint every epoch.
+
+    ``metric`` is passed to :func:`evaluate` (None: VOC07 mAP); its last value decides
+    the best params.
 
     Returns
     -------
@@ -331,7 +353,7 @@ def fit(run, train_data, val_data, cfg, logger=None):
     for epoch in range(state['epoch'], cfg.epochs):
         try:
             record = _train_and_validate(run, train_data, val_data, cfg, epoch, gan_epochs,
-                                         counter, state, logger, checkpoint)
+                                         counter, state, logger, checkpoint, metric)
         except KeyboardInterrupt:
             # Whatever the epoch was doing, keep the weights reached so far; on resume
             # this epoch starts again from its first batch.
@@ -356,7 +378,7 @@ def fit(run, train_data, val_data, cfg, logger=None):
 
 
 def _train_and_validate(run, train_data, val_data, cfg, epoch, gan_epochs, counter, state,
-                        logger, checkpoint):
+                        logger, checkpoint, metric=None):
     """One epoch of :func:`fit`: train, validate, save params. Returns the history record."""
     lr = learning_rate(cfg, epoch)
     run.trainer.set_learning_rate(lr)
@@ -382,7 +404,8 @@ def _train_and_validate(run, train_data, val_data, cfg, epoch, gan_epochs, count
     last_epoch = epoch + 1 == cfg.epochs
     if val_data is not None and ((epoch + 1) % max(cfg.val_interval, 1) == 0 or last_epoch):
         names, values = evaluate(run.backbone, run.head, val_data, run.ctx, run.classes,
-                                 cfg.nms_thresh, cfg.nms_topk, progress=cfg.progress)
+                                 cfg.nms_thresh, cfg.nms_topk, progress=cfg.progress,
+                                 metric=metric)
         logger.info('[Epoch {}] Validation: \n{}'.format(epoch, '\n'.join(
             '{}={:.4f}'.format(k, v) for k, v in zip(names, values))))
         current = float(values[-1])
