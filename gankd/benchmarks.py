@@ -1,0 +1,93 @@
+"""Named, fixed benchmark presets for :mod:`gankd.reproduce` (``--preset NAME``).
+
+A preset pins everything a reproduction depends on: the synthetic dataset (generated
+into the work folder when missing), the teachers and how they are trained, the students,
+the distillation methods, the seeds and the students' training flags. Two runs of the
+same preset on the same code are the same experiment.
+
+The numbers of ``mini-voc`` are placeholders sized by guess; calibrate them for the
+time budget in :data:`MINI_VOC` only (everything a run of the preset uses is there).
+"""
+from dataclasses import dataclass
+from typing import Dict, Tuple
+
+__all__ = ['SyntheticSpec', 'Benchmark', 'MINI_VOC', 'PRESETS', 'get_preset']
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """Arguments of :func:`gankd.synthetic.make_synthetic_voc` for a preset's data."""
+    num_train: int
+    num_test: int
+    image_size: int
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One benchmark preset.
+
+    Attributes
+    ----------
+    name : str
+    data : SyntheticSpec
+        Generated into ``<work dir>/data`` when missing.
+    teachers : tuple of str
+        Teacher networks; ``'none'`` adds the plain-SSD baseline students (Table 1's
+        first column).
+    teacher_flags : dict
+        Training flags of every teacher (``scripts/train_ssd.py``), name without ``--``.
+    students : tuple of str
+    methods : tuple of str
+        Names of :data:`gankd.reproduce.METHODS`.
+    seeds : tuple of int
+        Student seeds; baseline and distilled students share them, so gains pair up.
+    student_flags : dict
+        Training flags of every student, baseline and distilled; flags only
+        ``scripts/train_gankd_ssd.py`` knows (``gan-epochs``) are dropped for baselines.
+    teacher_seed : int
+    description : str
+    """
+    name: str
+    data: SyntheticSpec
+    teachers: Tuple[str, ...]
+    teacher_flags: Dict[str, object]
+    students: Tuple[str, ...]
+    methods: Tuple[str, ...]
+    seeds: Tuple[int, ...]
+    student_flags: Dict[str, object]
+    teacher_seed: int = 233
+    description: str = ''
+
+
+# ---------------------------------------------------------------------------------------
+# mini-voc: Table 1 in miniature on synthetic shapes, meant for about 3 hours on 2 CPU
+# cores. PLACEHOLDER VALUES: calibrate the sizes and epochs below, nothing else.
+# Cells: 1 teacher + 3 students x (baseline + GAN-KD) x 3 seeds = 19 trainings.
+# ---------------------------------------------------------------------------------------
+MINI_VOC = Benchmark(
+    name='mini-voc',
+    description='Table 1 in miniature: synthetic VOC-layout shapes, 96 px, CPU-sized.',
+    data=SyntheticSpec(num_train=1000, num_test=200, image_size=96, seed=0),
+    teachers=('none', 'resnet50_v1'),
+    teacher_flags={'data-shape': 96, 'batch-size': 16, 'epochs': 12, 'lr': 1e-3,
+                   'lr-decay-epoch': '9', 'optimizer': 'adam', 'augment': 'light',
+                   'val-interval': 3},
+    students=('mobilenet0.25', 'mobilenetv2_0.5', 'resnet18_v1'),
+    methods=('gan',),
+    seeds=(0, 1, 2),
+    student_flags={'data-shape': 96, 'batch-size': 16, 'epochs': 8, 'gan-epochs': 6,
+                   'lr': 1e-3, 'lr-decay-epoch': '6', 'optimizer': 'adam',
+                   'augment': 'light', 'val-interval': 2},
+    teacher_seed=233,
+)
+
+PRESETS = {b.name: b for b in (MINI_VOC,)}
+
+
+def get_preset(name):
+    """The preset called ``name``; GankdError naming the known ones otherwise."""
+    from .errors import GankdError
+    if name not in PRESETS:
+        raise GankdError('unknown --preset {!r}; known: {}'.format(name, ', '.join(PRESETS)))
+    return PRESETS[name]

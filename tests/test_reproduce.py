@@ -1,0 +1,242 @@
+"""The reproduction grid, its report and the published numbers, run as a user runs them."""
+import json
+import math
+import re
+import struct
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import DATA_SHAPE, ROOT, run_script
+
+METHOD_DOC = ROOT.parent / 'shared' / 'gankd-method.md'
+TINY = ['--data-shape', DATA_SHAPE, '--batch-size', 4, '-j', 0, '--epochs', 1,
+        '--teacher-epochs', 1, '--optimizer', 'adam', '--augment', 'light']
+
+
+def _png_size(path):
+    """Width and height from a PNG's IHDR chunk; fails on anything that is not a PNG."""
+    data = Path(path).read_bytes()
+    assert data[:8] == b'\x89PNG\r\n\x1a\n', path
+    assert data[12:16] == b'IHDR', path
+    return struct.unpack('>II', data[16:24])
+
+
+def _records(path):
+    return {r['key']: r for r in json.load(open(path))['records']}
+
+
+def test_grid_runs_skips_resumes_and_reports(voc_root, tmp_path):
+    out, work = tmp_path / 'r.json', tmp_path / 'work'
+    grid = ['--dataset-root', voc_root, '--teachers', 'none,mobilenet0.25',
+            '--students', 'mobilenet0.25', '--seeds', '0,1', '--out', out,
+            '--work-dir', work] + TINY
+    proc = run_script('reproduce.py', *grid)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    records = _records(out)
+    keys = {'teacher/mobilenet0.25/seed233'} | {
+        'mobilenet0.25/{}/seed{}'.format(cell, s) for cell in ('none/baseline',
+                                                               'mobilenet0.25/gan')
+        for s in (0, 1)}
+    assert set(records) == keys
+    classes = (Path(voc_root) / 'classes.txt').read_text().split()
+    for r in records.values():
+        assert r['status'] == 'ok', r
+        assert 0.0 <= r['mAP'] <= 1.0
+        assert sorted(r['per_class']) == sorted(classes)
+        assert Path(r['params']).is_file() and Path(r['history']).is_file()
+        assert r['command'][0] == sys.executable and r['seconds'] > 0
+        assert '--resume auto' in r['command_line']
+    gan = records['mobilenet0.25/mobilenet0.25/gan/seed1']
+    assert Path(gan['command'][1]).name == 'train_gankd_ssd.py'
+    assert gan['params'].endswith('_last.params')
+    assert records['teacher/mobilenet0.25/seed233']['params'] in gan['command']
+    assert Path(records['mobilenet0.25/none/baseline/seed0']['command'][1]).name == \
+        'train_ssd.py'
+
+    # Again: every cell is done, nothing is trained and the results are not rewritten.
+    before, mtime, tic = out.read_bytes(), out.stat().st_mtime_ns, time.time()
+    again = run_script('reproduce.py', *grid)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert time.time() - tic < 20
+    assert '5 done before, 0 finished now, 0 failed' in again.stdout
+    assert out.read_bytes() == before and out.stat().st_mtime_ns == mtime
+
+    # A cell missing from the results (the grid stopped before recording it) runs again,
+    # resuming its own finished checkpoint.
+    data = json.load(open(out))
+    data['records'] = [r for r in data['records']
+                       if r['key'] != 'mobilenet0.25/none/baseline/seed1']
+    out.write_text(json.dumps(data))
+    resumed = run_script('reproduce.py', *grid)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert '4 done before, 1 finished now, 0 failed' in resumed.stdout
+    assert set(_records(out)) == keys
+
+    rep = run_script('report.py', '--results', out, '--out-dir', tmp_path / 'rep',
+                     '--name', 'tiny')
+    assert rep.returncode == 0, rep.stderr[-2000:]
+    text = (tmp_path / 'rep' / 'tiny.md').read_text()
+    assert '| student | teacher: none | teacher: mobilenet0.25 (gan) | gain over none |' in text
+    base = [100 * records['mobilenet0.25/none/baseline/seed{}'.format(s)]['mAP'] for s in (0, 1)]
+    row = re.search(r'^\| mobilenet0\.25 \| ([\d.]+) ± [\d.]+ \(n=2\) \| [\d.]+ ± [\d.]+ '
+                    r'\(n=2\) \| [+-][\d.]+ ± [\d.]+ \(2 pairs\) \|$', text, re.M)
+    assert row, text
+    assert abs(float(row.group(1)) - sum(base) / 2) < 0.051
+    assert 'published (quoted, not reproduced)' in text
+    pngs = [Path(l.split(': ', 1)[1]) for l in rep.stdout.splitlines() if l.startswith('figure')]
+    names = {p.name for p in pngs}
+    assert {'tiny_map.png', 'tiny_gain.png', 'mobilenet0.25_mobilenet0.25_gan.png',
+            'mobilenet0.25_none_baseline.png', 'teacher_mobilenet0.25.png'} <= names
+    for p in pngs:
+        w, h = _png_size(p)
+        assert w > 100 and h > 100
+        assert '({})'.format(p.relative_to(tmp_path / 'rep')) in text
+
+
+def test_failed_cell_is_recorded_and_the_grid_goes_on(voc_root, teacher_params, tmp_path):
+    # A resnet18_v1 teacher file passed off as mobilenet0.25: every GAN-KD training
+    # refuses it, and the grid records each failure and goes on to the next cell.
+    out = tmp_path / 'r.json'
+    proc = run_script('reproduce.py', '--dataset-root', voc_root, '--teachers', 'mobilenet0.25',
+                      '--teacher-params', 'mobilenet0.25={}'.format(teacher_params),
+                      '--students', 'mobilenet0.25', '--seeds', '0,1', '--out', out,
+                      '--work-dir', tmp_path / 'work', *TINY)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert proc.stdout.count('FAILED') == 2, proc.stdout
+    records = _records(out)
+    assert records['teacher/mobilenet0.25/seed233']['status'] == 'ok'
+    assert records['teacher/mobilenet0.25/seed233']['command'] is None
+    for seed in (0, 1):
+        r = records['mobilenet0.25/mobilenet0.25/gan/seed{}'.format(seed)]
+        assert r['status'] == 'failed' and r['mAP'] is None
+        assert r['returncode'] == 2 and 'error' in r['error'], r
+    rep = run_script('report.py', '--results', out, '--out-dir', tmp_path / 'rep')
+    assert rep.returncode == 0, rep.stderr[-2000:]
+    assert '## Failed cells' in (tmp_path / 'rep' / 'r.md').read_text()
+
+
+def _record(student, teacher, method, seed, m_ap, status='ok'):
+    role = 'baseline' if teacher == 'none' else 'distill'
+    return {'key': '{}/{}/{}/seed{}'.format(student, teacher, method, seed), 'role': role,
+            'student': student, 'teacher': teacher, 'method': method, 'seed': seed,
+            'status': status, 'mAP': m_ap, 'history': None}
+
+
+def test_report_arithmetic(tmp_path):
+    from gankd.report import summarize, write_report
+    records = [_record('mobilenet1.0', 'none', 'baseline', s, v)
+               for s, v in zip((0, 1, 2), (0.30, 0.32, 0.34))]
+    records += [_record('mobilenet1.0', 'resnet50_v1', 'gan', s, v)
+                for s, v in zip((0, 1, 2), (0.33, 0.36, 0.35))]
+    records += [_record('mobilenet1.0', 'resnet50_v1', 'hint', 0, 0.31)]
+    # Seeds that do not pair: the gain is a difference of means, flagged as unpaired.
+    records += [_record('resnet18_v1', 'none', 'baseline', 0, 0.20),
+                _record('resnet18_v1', 'resnet50_v1', 'gan', 1, 0.25),
+                _record('resnet18_v1', 'resnet50_v1', 'gan', 2, 0.27),
+                _record('resnet18_v1', 'resnet50_v1', 'gan', 3, None, status='failed')]
+    records.append({'key': 'teacher/resnet50_v1/seed233', 'role': 'teacher', 'student': None,
+                    'teacher': 'resnet50_v1', 'method': None, 'seed': 233, 'status': 'ok',
+                    'mAP': 0.5, 'history': None})
+    s = summarize(records)
+    base = s['cells']['mobilenet1.0|none|baseline']
+    gan = s['cells']['mobilenet1.0|resnet50_v1|gan']
+    assert (base['mean'], base['n']) == (pytest.approx(32.0), 3)
+    assert base['std'] == pytest.approx(2.0)
+    assert gan['mean'] == pytest.approx(104 / 3) and gan['std'] == pytest.approx(math.sqrt(7 / 3))
+    gain = s['gains']['mobilenet1.0|resnet50_v1|gan']  # per-seed differences 3, 4, 1
+    assert gain == {'mean': pytest.approx(8 / 3), 'std': pytest.approx(math.sqrt(7 / 3)),
+                    'n': 3, 'paired': True}
+    assert s['gains']['mobilenet1.0|resnet50_v1|hint'] == {
+        'mean': pytest.approx(1.0), 'std': None, 'n': 1, 'paired': True}
+    unpaired = s['gains']['resnet18_v1|resnet50_v1|gan']
+    assert unpaired['mean'] == pytest.approx(6.0) and not unpaired['paired']
+    assert len(s['failed']) == 1
+
+    results = tmp_path / 'hand.json'
+    results.write_text(json.dumps({'records': records}))
+    text = Path(write_report(str(results), str(tmp_path / 'rep'))['report']).read_text()
+    assert '| mobilenet1.0 | 32.0 ± 2.0 (n=3) | 34.7 ± 1.5 (n=3) | +2.7 ± 1.5 (3 pairs) |' in text
+    assert '| resnet18_v1 | 20.0 (n=1) | 26.0 ± 1.4 (n=2) | +6.0 (unpaired) |' in text
+    # Beside Table 1's MobileNetV1 none -> ResNet50: 75.4 -> 77.7, +2.3.
+    assert re.search(r'^\| mobilenet1\.0 \| resnet50_v1 \| \+2\.7 ± 1\.5 \(3 pairs\) \| '
+                     r'\+1\.0 \(1 pair\) \| \+2\.3 \| MobileNetV1, ResNet50 \|$', text, re.M)
+    assert '| hint | 31.0 (n=1) | +1.0 (1 pair) |' in text  # the methods table
+    assert '| resnet50_v1 | 50.0 (n=1) | ssd_512_resnet50_v1_voc 80.1 |' in text
+
+
+def _doc_table1():
+    """Table 1 as ../shared/gankd-method.md prints it: row -> [cells]."""
+    text = METHOD_DOC.read_text()
+    block = text[text.index('Table 1,'):text.index('Table 2,')]
+    rows = {}
+    for line in block.splitlines():
+        cells = [c.strip() for c in line.strip().strip('|').split('|')]
+        if line.startswith('| ') and cells[0] not in ('student', '---'):
+            rows[cells[0]] = [None if c == '-' else float(c) for c in cells[1:]]
+    return rows
+
+
+def test_published_numbers_are_those_of_the_method_doc():
+    from gankd.published import (MODEL_ZOO, TABLE1, TABLE2, TABLE3, format_published,
+                                 published_gain, published_name, published_value)
+    if METHOD_DOC.exists():
+        assert _doc_table1() == {r: list(v) for r, v in TABLE1.rows.items()}
+    assert published_value('mobilenet1.0', 'none') == 75.4
+    assert published_value('mobilenetv2_1.0', 'resnet101_v2') == 77.5
+    assert published_value('resnet18_v1', 'ResNet50 + cosine attention') is None
+    assert published_gain('resnet18_v1', 'resnet50_v1') == 2.8
+    assert published_gain('mobilenet0.25', 'resnet50_v1') is None  # not the published width
+    assert published_gain('mobilenet0.25', 'resnet50_v1', exact=False) == 2.3
+    assert published_name('mobilenet0.25', exact=False, kind='row') == ('MobileNetV1', False)
+    assert [format_published(v) for v in TABLE2.rows['MobileNetV1_0.75']] == ['18', '23']
+    assert published_value('mobilenet1.0', 'resnet50_v1', 'table2') == 25.4
+    assert TABLE3.value('ResNet50 + RoIAlign', 'ResNet101') == 74.0
+    assert TABLE3.rows['ResNet50 + RoIPooling'] == (67.0, 72.0)
+    assert MODEL_ZOO == {'ssd_512_resnet50_v1_voc': 80.1, 'ssd_512_mobilenet1.0_voc': 75.4}
+
+
+def test_preset_dry_run_prints_commands_and_runs_nothing(tmp_path):
+    from gankd.benchmarks import MINI_VOC
+    work = tmp_path / 'work'
+    proc = run_script('reproduce.py', '--preset', 'mini-voc', '--dry-run', '--work-dir', work,
+                      '--out', tmp_path / 'r.json')
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    n = 1 + len(MINI_VOC.students) * len(MINI_VOC.seeds) * (1 + len(MINI_VOC.methods))
+    lines = [l for l in proc.stdout.splitlines() if l.startswith('[')]
+    assert len(lines) == n and lines[0].startswith('[1/{}] teacher/resnet50_v1/seed233: '
+                                                   .format(n))
+    assert all('--resume auto' in l for l in lines)
+    assert not (tmp_path / 'r.json').exists() and not (work / 'data').exists()
+
+
+def test_preset_data_is_generated_once(tmp_path):
+    from gankd.benchmarks import MINI_VOC, SyntheticSpec
+    from gankd.errors import GankdError
+    from gankd.reproduce import _preset_data
+    from dataclasses import replace
+    small = replace(MINI_VOC, data=SyntheticSpec(num_train=4, num_test=2, image_size=64))
+    root = _preset_data(small, str(tmp_path), dry_run=False)
+    stamp = (Path(root) / 'classes.txt').stat().st_mtime_ns
+    assert _preset_data(small, str(tmp_path), dry_run=False) == root
+    assert (Path(root) / 'classes.txt').stat().st_mtime_ns == stamp  # reused, not redone
+    other = replace(small, data=SyntheticSpec(num_train=5, num_test=2, image_size=64))
+    with pytest.raises(GankdError, match='other synthetic data'):
+        _preset_data(other, str(tmp_path), dry_run=False)
+
+
+@pytest.mark.parametrize('script,args,message', [
+    ('reproduce.py', ['--students', 'nonet', '--dataset-root', '.'], 'unknown network'),
+    ('reproduce.py', ['--preset', 'nope'], 'unknown --preset'),
+    ('reproduce.py', ['--students', 'mobilenet0.25', '--dataset-root', '.', '--methods', 'x'],
+     'unknown method'),
+    ('reproduce.py', ['--students', 'mobilenet0.25', '--dataset-root', '.',
+                      '--extra-flags', '--bogus 1'], 'unrecognized arguments: --bogus'),
+    ('report.py', ['--results', 'missing.json'], 'no such file'),
+])
+def test_bad_input_is_one_line(tmp_path, script, args, message):
+    proc = run_script(script, *args, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr, proc.stderr
