@@ -1,13 +1,14 @@
 """Assembling a :class:`gankd.engine.Run` for plain SSD training or for GAN-KD."""
 import mxnet as mx
-from mxnet import autograd, gluon
+from mxnet import autograd
 
 from .detector import Detector
-from .distill import AdversarialTerm
+from .distributed import Distribution, sync_batchnorm
 from .engine import Run
 from .errors import GankdError
 from .ssd import build_ssd, build_teacher, copy_head, feature_shapes, split_ssd, ssd_config
 from .student import build_student
+from .terms import build_terms
 
 __all__ = ['contexts', 'build_plain_run', 'build_gankd_run', 'train_anchors']
 
@@ -27,7 +28,7 @@ def contexts(gpus='', cpu_contexts=1):
     return [mx.cpu(i) for i in range(max(1, int(cpu_contexts)))]
 
 
-def _trainer(params, optimizer, lr, momentum, wd, kvstore):
+def _trainer(params, optimizer, lr, momentum, wd, distribution, amp=None):
     """SGD with momentum as GluonCV's train_ssd.py, or Adam (``momentum`` unused)."""
     if optimizer == 'sgd':
         opt = {'learning_rate': lr, 'wd': wd, 'momentum': momentum}
@@ -35,41 +36,82 @@ def _trainer(params, optimizer, lr, momentum, wd, kvstore):
         opt = {'learning_rate': lr, 'wd': wd}
     else:
         raise GankdError("--optimizer must be 'sgd' or 'adam', got {!r}".format(optimizer))
-    return gluon.Trainer(params, optimizer, opt, kvstore=kvstore)
+    trainer = distribution.trainer(params, optimizer, opt)
+    if amp is not None:
+        amp.init_trainer(trainer)
+    return trainer
+
+
+def _sync_features(block, attr, ctx, syncbn, key):
+    """Replace ``block.<attr>`` (a FeatureExpander) by its SyncBatchNorm copy (--syncbn)."""
+    if not syncbn:
+        return
+    if len(ctx) > 1 and any(c.device_type == 'cpu' for c in ctx):
+        # Seen here with MXNet 1.9.1: four or more SyncBatchNorm layers on two CPU
+        # contexts deadlock in the first forward pass.
+        raise GankdError('--syncbn needs GPUs: SyncBatchNorm deadlocks on several CPU '
+                         'contexts in MXNet 1.9.1')
+    setattr(block, attr, sync_batchnorm(getattr(block, attr), len(ctx), key))
 
 
 def build_plain_run(network, data_shape, classes, ctx, dataset='voc', lr=1e-3, momentum=0.9,
-                    wd=5e-4, kvstore='device', optimizer='sgd', pretrained_base=False):
+                    wd=5e-4, optimizer='sgd', pretrained_base=False, distribution=None,
+                    syncbn=False, amp=None):
     """A plain SSD (teachers and no-distillation baselines).
+
+    Parameters
+    ----------
+    distribution : gankd.distributed.Distribution or None
+        How gradients are aggregated (None: this machine's devices).
+    syncbn : bool
+        SyncBatchNorm across ``ctx`` in the backbone.
+    amp : module or None
+        ``mxnet.contrib.amp``, already initialised (:func:`gankd.distributed.require_amp`).
 
     Returns
     -------
     Run
     """
+    distribution = distribution or Distribution()
     cfg = ssd_config(network, data_shape, classes, dataset)
     net = build_ssd(ctx=ctx, pretrained_base=pretrained_base, **cfg)
+    _sync_features(net, 'features', ctx, syncbn, 'ssd')
     backbone, head = split_ssd(net)
     backbone.hybridize(static_alloc=True, static_shape=True)
     head.hybridize(static_alloc=True, static_shape=True)
     meta = {'kind': 'ssd', 'name': 'ssd_{}_{}_{}'.format(data_shape, network, dataset),
             'ssd': cfg}
     return Run(ctx=ctx, backbone=backbone, head=head, save_block=net, meta=meta,
-               classes=list(classes),
-               trainer=_trainer(net.collect_params(), optimizer, lr, momentum, wd, kvstore))
+               classes=list(classes), amp=amp,
+               trainer=_trainer(net.collect_params(), optimizer, lr, momentum, wd,
+                                distribution, amp))
 
 
 def build_gankd_run(teacher, student, data_shape, classes, ctx, teacher_params=None,
                     dataset='voc', lr=1e-3, momentum=0.9, wd=5e-4, lr_d=5e-4, clip=0.03,
-                    n_critic=1, adv_weight=1.0, adapt='mismatch', kvstore='device',
-                    optimizer='sgd', critic_norm='rms', critic_bn=True,
-                    pretrained_base=False):
-    """A GAN-KD run: frozen teacher backbone, student + adapters, head copied from the
-    teacher and trained, six critics.
+                    n_critic=1, adv_weight=1.0, adapt='mismatch', optimizer='sgd',
+                    critic_norm='rms', critic_bn=True, pretrained_base=False,
+                    distill=('gan',), distill_weights=None, distribution=None, syncbn=False,
+                    amp=None):
+    """A distillation run: frozen teacher backbone and head, student + adapters, a
+    trainable head copied from the teacher, and the distillation terms (by default
+    GAN-KD's six critics alone).
+
+    Parameters
+    ----------
+    distill : sequence of str
+        Names of :data:`gankd.terms.TERM_NAMES` (``--distill``).
+    distill_weights : sequence of float or None
+        One per name (``--distill-weights``); None gives ``adv_weight`` to ``gan`` and 1
+        to the others.
+    distribution, syncbn, amp
+        See :func:`build_plain_run`; ``syncbn`` also covers the critics' BatchNorms.
 
     Returns
     -------
     Run
     """
+    distribution = distribution or Distribution()
     tcfg = ssd_config(teacher, data_shape, classes, dataset)
     teacher_net = build_teacher(tcfg, teacher_params, ctx=ctx)
     t_backbone, t_head = split_ssd(teacher_net)
@@ -82,6 +124,7 @@ def build_gankd_run(teacher, student, data_shape, classes, ctx, teacher_params=N
     head = copy_head(tcfg, t_head, ctx=ctx)
     backbone = build_student(student, data_shape, t_shapes, adapt=adapt, teacher_name=teacher,
                              pretrained_base=pretrained_base, ctx=ctx)
+    _sync_features(backbone, 'expander', ctx, syncbn, 'student')
     backbone.hybridize(static_alloc=True, static_shape=True)
     head.hybridize(static_alloc=True, static_shape=True)
     model = Detector(backbone, head)
@@ -90,12 +133,22 @@ def build_gankd_run(teacher, student, data_shape, classes, ctx, teacher_params=N
             'student': student, 'teacher': tcfg, 'teacher_shapes': [list(s) for s in t_shapes],
             'adapt': adapt, 'adapted_levels': backbone.adapted_levels,
             'teacher_params': teacher_params}
-    term = AdversarialTerm(t_shapes, ctx, weight=adv_weight, lr=lr_d, clip=clip,
-                           n_critic=n_critic, kvstore=kvstore,
-                           input_norm=critic_norm == 'rms', critic_bn=critic_bn)
+    distill = list(distill)
+    if distill_weights is None:
+        distill_weights = [adv_weight if n == 'gan' else 1.0 for n in distill]
+    meta['distill'] = dict(zip(distill, [float(w) for w in distill_weights]))
+    terms = build_terms(distill, distill_weights, t_shapes, ctx, t_head, gan_options=dict(
+        lr=lr_d, clip=clip, n_critic=n_critic, input_norm=critic_norm == 'rms',
+        critic_bn=critic_bn, sync_devices=len(ctx) if syncbn else 1,
+        distribution=distribution, amp=amp))
+    # Connectors of the terms (e.g. hint's 1x1 convs) train with the student but are not
+    # part of the deliverable detector; checkpoints hold them through Run.blocks().
+    params = list(model.collect_params().values()) + [p for t in terms
+                                                      for p in t.student_params()]
     return Run(ctx=ctx, backbone=backbone, head=head, save_block=model, meta=meta,
-               classes=list(classes), teacher=t_backbone, terms=[term], teacher_head=t_head,
-               trainer=_trainer(model.collect_params(), optimizer, lr, momentum, wd, kvstore))
+               classes=list(classes), teacher=t_backbone, terms=terms, teacher_head=t_head,
+               amp=amp, trainer=_trainer(params, optimizer, lr, momentum, wd, distribution,
+                                         amp))
 
 
 def train_anchors(run, data_shape):

@@ -20,12 +20,22 @@ def training_parser(description, distill):
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('--data-shape', type=int, default=512, help='input size (square)')
     p.add_argument('--batch-size', type=int, default=32, help='total batch over all devices')
-    p.add_argument('--dataset', default='voc', choices=['voc'], help='dataset format')
+    p.add_argument('--dataset', default='voc', choices=['voc', 'coco'], help='dataset format')
     p.add_argument('--dataset-root', default='data/synthetic_voc',
-                   help='VOC devkit folder holding VOC2007/ (and VOC2012/)')
+                   help='VOC devkit folder holding VOC2007/ (and VOC2012/), or a COCO folder '
+                   'holding annotations/instances_{train,val}2017.json')
     p.add_argument('--gpus', default='', help="GPU ids, e.g. 0,1,2,3; '' trains on the CPU")
     p.add_argument('--cpu-contexts', type=int, default=1,
                    help='with --gpus "": number of CPU contexts (tests the multi-device path)')
+    p.add_argument('--kvstore', default='device',
+                   help='gradient aggregation: device or local (one machine), dist_sync or '
+                   'dist_device_sync (several machines, started by mxnet/tools/launch.py)')
+    p.add_argument('--horovod', action='store_true',
+                   help='aggregate with Horovod instead of a kvstore (launch with horovodrun)')
+    p.add_argument('--syncbn', action='store_true',
+                   help='SyncBatchNorm across the devices of a worker (GPUs)')
+    p.add_argument('--amp', action='store_true',
+                   help='mixed precision with mxnet.contrib.amp (GPUs only)')
     p.add_argument('-j', '--num-workers', type=int, default=2, help='data loader processes')
     p.add_argument('--epochs', type=int, default=240)
     p.add_argument('--lr', type=float, default=1e-3, help='SGD learning rate')
@@ -63,7 +73,14 @@ def training_parser(description, distill):
                        help='epochs with the critics (default: all); then detection only')
         p.add_argument('--n-critic', type=int, default=1, help='critic steps per iteration')
         p.add_argument('--clip', type=float, default=0.03, help='critic weight clipping')
-        p.add_argument('--adv-weight', type=float, default=1.0, help='weight of the GAN term')
+        p.add_argument('--adv-weight', type=float, default=1.0,
+                       help='weight of the GAN term (when --distill-weights is not given)')
+        p.add_argument('--distill', default='gan',
+                       help='comma-separated distillation terms: gan (GAN-KD), hint, soft, '
+                       'bounded, crosshead, di, cosine')
+        p.add_argument('--distill-weights', default=None,
+                       help='one weight per --distill term, e.g. 1,0.5 (default: '
+                       '--adv-weight for gan, 1 for the others)')
         p.add_argument('--lr-d', type=float, default=5e-4, help='critic Adam learning rate')
         p.add_argument('--critic-norm', default='rms', choices=['rms', 'none'],
                        help="divide critic inputs by the teacher maps' RMS per level, or not")
@@ -92,41 +109,79 @@ def _check_args(args):
         raise GankdError('--n-critic must be at least 1')
     if getattr(args, 'clip', 1) <= 0:
         raise GankdError('--clip must be positive')
+    if args.horovod and args.kvstore != 'device':
+        raise GankdError('--horovod replaces the kvstore; drop --kvstore {}'.format(
+            args.kvstore))
+
+
+def _split_list(text, flag, cast=str):
+    try:
+        return [cast(t.strip()) for t in str(text).split(',') if t.strip()]
+    except ValueError:
+        raise GankdError('{} takes comma-separated numbers, got {!r}'.format(flag, text)) from None
+
+
+def _datasets(args):
+    """``(train_set, val_set, classes, metric)`` of ``--dataset``; metric None is VOC07."""
+    from .data import voc_datasets
+    if args.dataset == 'coco':
+        from .coco import COCOMetric, coco_datasets
+        train_set, val_set, classes = coco_datasets(args.dataset_root)
+        return train_set, val_set, classes, COCOMetric(val_set, args.data_shape)
+    return voc_datasets(args.dataset_root) + (None,)
 
 
 def train_from_args(args, distill):
     """Build datasets and the run from parsed flags, then :func:`gankd.engine.fit`."""
     from .builders import build_gankd_run, build_plain_run, contexts, train_anchors
-    from .data import train_loader, val_loader, voc_datasets
+    from .data import train_loader, val_loader
+    from .distributed import Distribution, require_amp
     from .engine import TrainConfig, fit, setup_logging
 
     _check_args(args)
+    dist = Distribution(args.kvstore, args.horovod)
+    # Every worker starts from the same weights (the seed), then reads its own shard.
     seed_everything(args.seed)
     ctx = contexts(args.gpus, args.cpu_contexts)
+    if args.horovod and ctx[0].device_type == 'gpu':
+        import mxnet as mx
+        ctx = [mx.gpu(dist.local_rank)]  # Horovod: one process per GPU
     if args.batch_size % len(ctx):
         raise GankdError('--batch-size {} does not split evenly over {} devices'.format(
             args.batch_size, len(ctx)))
-    train_set, val_set, classes = voc_datasets(args.dataset_root)
+    amp = require_amp(ctx) if args.amp else None
+    train_set, val_set, classes, metric = _datasets(args)
+    common = dict(dataset=args.dataset, lr=args.lr, momentum=args.momentum, wd=args.wd,
+                  optimizer=args.optimizer, pretrained_base=args.pretrained_base,
+                  distribution=dist, syncbn=args.syncbn, amp=amp)
     if distill:
+        weights = (None if args.distill_weights is None else
+                   _split_list(args.distill_weights, '--distill-weights', float))
         run = build_gankd_run(args.teacher, args.student, args.data_shape, classes, ctx,
-                              teacher_params=args.teacher_params, dataset=args.dataset,
-                              lr=args.lr, momentum=args.momentum, wd=args.wd, lr_d=args.lr_d,
+                              teacher_params=args.teacher_params, lr_d=args.lr_d,
                               clip=args.clip, n_critic=args.n_critic,
                               adv_weight=args.adv_weight, adapt=args.adapt,
                               critic_norm=args.critic_norm, critic_bn=args.critic_bn,
-                              pretrained_base=args.pretrained_base,
-                              optimizer=args.optimizer)
+                              distill=_split_list(args.distill, '--distill'),
+                              distill_weights=weights, **common)
     else:
-        run = build_plain_run(args.network, args.data_shape, classes, ctx, dataset=args.dataset,
-                              lr=args.lr, momentum=args.momentum, wd=args.wd,
-                              optimizer=args.optimizer, pretrained_base=args.pretrained_base)
+        run = build_plain_run(args.network, args.data_shape, classes, ctx, **common)
     prefix = args.save_prefix or 'params/' + run.meta['name']
+    if dist.rank > 0:
+        # Workers hold identical weights; each keeps its own checkpoints (so no shared file
+        # system is needed to resume), and only worker 0 validates and writes the results.
+        prefix = '{}_worker{}'.format(prefix, dist.rank)
     logger = setup_logging(prefix)
     logger.info('{}: {}'.format(run.meta['name'], vars(args)))
+    if dist.num_workers > 1:
+        logger.info('worker {} of {}: reads 1/{} of the training set'.format(
+            dist.rank, dist.num_workers, dist.num_workers))
     anchors = train_anchors(run, args.data_shape)
     train_data = train_loader(train_set, anchors, args.data_shape, args.batch_size,
-                              args.num_workers, augment=args.augment)
-    val_data = val_loader(val_set, args.data_shape, args.batch_size, args.num_workers)
+                              args.num_workers, augment=args.augment,
+                              num_parts=dist.num_workers, part_index=dist.rank)
+    val_data = (val_loader(val_set, args.data_shape, args.batch_size, args.num_workers)
+                if dist.is_chief else None)
     cfg = TrainConfig(epochs=args.epochs, gan_epochs=getattr(args, 'gan_epochs', None),
                       lr=args.lr, lr_decay=args.lr_decay, lr_decay_epoch=args.lr_decay_epoch,
                       log_interval=args.log_interval, save_prefix=prefix,
@@ -135,7 +190,7 @@ def train_from_args(args, distill):
                       keep_checkpoints=args.keep_checkpoints, seed=args.seed,
                       checkpoint_interval=args.checkpoint_interval,
                       progress=args.progress)
-    return fit(run, train_data, val_data, cfg, logger)
+    return fit(run, train_data, val_data, cfg, logger, metric=metric)
 
 
 def main_guard(main):

@@ -3,6 +3,7 @@ import math
 
 import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
+from mxnet.gluon.contrib.nn import SyncBatchNorm
 
 __all__ = ['FeatureCritic', 'CriticSet', 'clip_weights', 'trainable']
 
@@ -29,9 +30,13 @@ class FeatureCritic(HybridBlock):
     max_width : int
     norm : bool
         BatchNorm after every convolution but the first.
+    sync_devices : int
+        With more than one, the BatchNorms are SyncBatchNorms over that many devices
+        (``--syncbn``).
     """
 
-    def __init__(self, in_channels, spatial, width=64, max_width=256, norm=True, **kwargs):
+    def __init__(self, in_channels, spatial, width=64, max_width=256, norm=True,
+                 sync_devices=1, **kwargs):
         super(FeatureCritic, self).__init__(**kwargs)
         self.depth = max(int(math.ceil(math.log2(spatial))), 0) if spatial > 1 else 0
         with self.name_scope():
@@ -47,7 +52,8 @@ class FeatureCritic(HybridBlock):
                 self.body.add(nn.Conv2D(out, 3, strides=2, padding=1, in_channels=channels,
                                         use_bias=first or not norm))
                 if norm and not first:
-                    self.body.add(nn.BatchNorm(in_channels=out))
+                    self.body.add(nn.BatchNorm(in_channels=out) if sync_devices <= 1 else
+                                  SyncBatchNorm(in_channels=out, num_devices=sync_devices))
                 self.body.add(nn.LeakyReLU(0.2))
                 channels = out
             self.score = nn.Conv2D(1, 1, in_channels=channels)
@@ -70,24 +76,37 @@ class CriticSet(HybridBlock):
     ----------
     shapes : list of tuple
         ``(C, H, W)`` of the teacher's maps.
-    width, max_width, norm
+    width, max_width, norm, sync_devices
         See :class:`FeatureCritic`.
     """
 
-    def __init__(self, shapes, width=64, max_width=256, norm=True, **kwargs):
+    def __init__(self, shapes, width=64, max_width=256, norm=True, sync_devices=1, **kwargs):
         super(CriticSet, self).__init__(**kwargs)
         with self.name_scope():
             self.levels = nn.HybridSequential()
             for c, h, _ in shapes:
-                self.levels.add(FeatureCritic(c, h, width, max_width, norm))
+                self.levels.add(FeatureCritic(c, h, width, max_width, norm, sync_devices))
             self.input_scales = self.params.get('input_scales', shape=(len(shapes),),
                                                 init=mx.init.One(), grad_req='null',
                                                 differentiable=False)
 
-    def calibrate(self, teacher_maps):
-        """Set each level's input scale to the RMS of ``teacher_maps`` (one device's)."""
-        rms = mx.nd.concat(*[mx.nd.sqrt(mx.nd.mean(mx.nd.square(m))).reshape((1,))
-                             for m in teacher_maps], dim=0)
+    def calibrate(self, teacher_maps, average=None):
+        """Set each level's input scale to the RMS of the teacher's maps.
+
+        Parameters
+        ----------
+        teacher_maps : list of list of NDArray
+            Per device, the six maps; the RMS is over all devices' images.
+        average : callable or None
+            Averages an NDArray over workers (distributed training), so that every
+            worker's critics see the same scales.
+        """
+        ctx = teacher_maps[0][0].context
+        rms = mx.nd.concat(*[mx.nd.sqrt(mx.nd.mean(mx.nd.concat(
+            *[dev[i].as_in_context(ctx).reshape((-1,)) for dev in teacher_maps], dim=0) ** 2))
+            .reshape((1,)) for i in range(len(teacher_maps[0]))], dim=0)
+        if average is not None:
+            rms = average(rms)
         self.input_scales.set_data(mx.nd.maximum(rms, 1e-6))
 
     def is_calibrated(self):

@@ -9,6 +9,7 @@ from gluoncv.data.transforms import bbox as tbbox
 from gluoncv.data.transforms import image as timage
 from gluoncv.data import VOCDetection
 from gluoncv.data.batchify import Pad, Stack, Tuple
+from gluoncv.data.sampler import SplitSampler
 from gluoncv.data.transforms.presets.ssd import SSDDefaultTrainTransform, SSDDefaultValTransform
 
 from .errors import GankdError
@@ -152,20 +153,29 @@ AUGMENTATIONS = {'ssd': SSDDefaultTrainTransform, 'light': LightSSDTrainTransfor
 
 
 def train_loader(dataset, anchors, data_shape, batch_size, num_workers=0, shuffle=True,
-                 augment='ssd'):
+                 augment='ssd', num_parts=1, part_index=0):
     """GluonCV's SSD training pipeline: augmentation and anchor targets, batches of
     ``(images, cls_targets, box_targets)``; the last partial batch rolls over.
 
     ``augment``: ``'ssd'`` (GluonCV's full augmentation) or ``'light'`` (resize + flip).
+    ``num_parts``, ``part_index``: distributed training; this worker reads part
+    ``part_index`` of ``num_parts`` (GluonCV's ``SplitSampler``, shuffled every epoch).
     """
     if augment not in AUGMENTATIONS:
         raise GankdError('--augment must be one of {}, got {!r}'.format(sorted(AUGMENTATIONS),
                                                                        augment))
     transform = AUGMENTATIONS[augment](data_shape, data_shape, anchors)
+    sharding = {}
+    if num_parts > 1:
+        if len(dataset) // num_parts < batch_size:
+            raise GankdError('{} training images split over {} workers leave fewer than one '
+                             'batch of {} per worker'.format(len(dataset), num_parts,
+                                                             batch_size))
+        sharding = dict(sampler=SplitSampler(len(dataset), num_parts, part_index))
     return gluon.data.DataLoader(
-        dataset.transform(transform), batch_size, shuffle=shuffle,
+        dataset.transform(transform), batch_size, shuffle=shuffle and not sharding,
         batchify_fn=Tuple(Stack(), Stack(), Stack()), last_batch='rollover',
-        num_workers=num_workers)
+        num_workers=num_workers, **sharding)
 
 
 def val_loader(dataset, data_shape, batch_size, num_workers=0):

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from typing import Any, List, Optional
 
 import mxnet as mx
-from mxnet import autograd, gluon
+from mxnet import autograd
 
 from .critic import CriticSet, clip_weights, trainable
+from .distributed import Distribution, backward
 
 __all__ = ['Captures', 'DistillTerm', 'AdversarialTerm']
 
@@ -132,22 +133,34 @@ class AdversarialTerm(DistillTerm):
         :class:`CriticSet`); False feeds the raw maps.
     critic_bn : bool
         BatchNorm inside the critics (see :class:`FeatureCritic`).
+    sync_devices : int
+        SyncBatchNorm over this many devices inside the critics (``--syncbn``).
+    distribution : gankd.distributed.Distribution or None
+        Makes the critics' Trainer and averages the input scales over workers; None is one
+        machine with ``kvstore``.
+    amp : module or None
+        ``mxnet.contrib.amp`` when training in mixed precision (``--amp``).
     """
     name = 'Loss_G'
 
     def __init__(self, shapes, ctx, weight=1.0, lr=5e-4, beta1=0.5, clip=0.03, n_critic=1,
-                 kvstore='device', width=64, input_norm=True, critic_bn=True):
+                 kvstore='device', width=64, input_norm=True, critic_bn=True, sync_devices=1,
+                 distribution=None, amp=None):
         super(AdversarialTerm, self).__init__(weight)
         self.clip, self.n_critic, self.input_norm = clip, n_critic, input_norm
-        self.critics = CriticSet(shapes, width=width, norm=critic_bn)
+        self.critics = CriticSet(shapes, width=width, norm=critic_bn, sync_devices=sync_devices)
         # DCGAN/WGAN initialisation; it already lies inside the clipping range.
         self.critics.initialize(mx.init.Normal(0.02), ctx=ctx)
         self.critics.hybridize(static_alloc=True)
         # Only the critics' weights are trained and clipped, not the input scales or
         # BatchNorm's running statistics.
         self.weights = trainable(self.critics.levels.collect_params())
-        self.trainer = gluon.Trainer(self.weights, 'adam',
-                                     {'learning_rate': lr, 'beta1': beta1}, kvstore=kvstore)
+        self.distribution = distribution or Distribution(kvstore)
+        self.amp = amp
+        self.trainer = self.distribution.trainer(self.weights, 'adam',
+                                                 {'learning_rate': lr, 'beta1': beta1})
+        if amp is not None:
+            amp.init_trainer(self.trainer)
         self._calibration_checked = False
         # Called after every critic step with the critics' ParameterDict (for tests and
         # monitoring; e.g. a check that clipping holds).
@@ -157,7 +170,8 @@ class AdversarialTerm(DistillTerm):
         if self.input_norm and not self._calibration_checked:
             # Scales restored from a checkpoint are kept; fresh ones are measured once.
             if not self.critics.is_calibrated():
-                self.critics.calibrate(captures[0].teacher_maps)
+                self.critics.calibrate([c.teacher_maps for c in captures],
+                                       average=self.distribution.average)
             self._calibration_checked = True
         real, fake = [], []
         for _ in range(self.n_critic):
@@ -170,7 +184,7 @@ class AdversarialTerm(DistillTerm):
                     losses.append((d_real - d_fake) * cap.fraction)
                     real.append(d_real * cap.fraction)
                     fake.append(d_fake * cap.fraction)
-            autograd.backward(losses)
+            backward(losses, self.trainer, self.amp)
             self.trainer.step(1)
             clip_weights(self.weights, self.clip)
             for hook in self.step_hooks:

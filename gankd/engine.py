@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
 import mxnet as mx
-import numpy as np
 from mxnet import autograd, gluon
 from tqdm import tqdm
 from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
@@ -21,6 +20,7 @@ from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
 from .checkpoint import load_checkpoint, resolve_resume, save_checkpoint
 from .detector import save_detector
 from .distill import Captures
+from .distributed import backward
 from .errors import DivergenceError, GankdError
 
 __all__ = ['Run', 'TrainConfig', 'split', 'train_one_epoch', 'evaluate', 'fit',
@@ -54,6 +54,8 @@ class Run:
     terms : list of DistillTerm
     teacher_head : SSDHead or None
         The teacher's own head, frozen (terms that compare predictions use it).
+    amp : module or None
+        ``mxnet.contrib.amp`` when training in mixed precision.
     """
     ctx: List[Any]
     backbone: Any
@@ -66,6 +68,7 @@ class Run:
     terms: List[Any] = field(default_factory=list)
     loss_fn: Any = None
     teacher_head: Any = None
+    amp: Any = None
 
     def __post_init__(self):
         if self.loss_fn is None:
@@ -216,7 +219,7 @@ def train_step(run, batch, distill=True):
     if bad:
         # Raised before the student's update, so its weights stay the last good ones.
         raise DivergenceError('{} became {}'.format(bad[0], values[bad[0]]))
-    autograd.backward(objectives)
+    backward(objectives, run.trainer, run.amp)
     # SSDMultiBoxLoss and the terms are already normalised over the whole batch.
     run.trainer.step(1)
     return values

@@ -86,12 +86,12 @@ def test_critic_input_scales_make_scores_invariant_to_map_magnitude(resnet50_sha
     critics.initialize(mx.init.Normal(0.02))
     maps = [mx.nd.random.uniform(0, 1, shape=(2,) + s) for s in resnet50_shapes]
     assert not critics.is_calibrated()
-    critics.calibrate(maps)
+    critics.calibrate([maps])
     assert critics.is_calibrated()
     rms = [float(mx.nd.sqrt(mx.nd.mean(m ** 2)).asscalar()) for m in maps]
     np.testing.assert_allclose(critics.input_scales.data().asnumpy(), rms, rtol=1e-5)
     before = [s.asnumpy() for s in critics(maps)]
     big = [m * 1000 for m in maps]
-    critics.calibrate(big)
+    critics.calibrate([big])
     for a, b in zip(before, critics(big)):
         np.testing.assert_allclose(a, b.asnumpy(), rtol=1e-3, atol=1e-6)
