@@ -1,0 +1,249 @@
+"""Issue 3: several devices in one process, several workers on MXNet's parameter server,
+SyncBatchNorm's graph rewrite, and the flags refused where they cannot work."""
+import glob
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import mxnet as mx
+from mxnet import gluon
+import numpy as np
+import pytest
+
+from conftest import DATA_SHAPE, ROOT, STUDENT, TEACHER, run_script
+from gankd.builders import build_gankd_run, train_anchors
+from gankd.data import train_loader, voc_datasets
+from gankd.distributed import sync_batchnorm
+from gankd.engine import train_step
+from gankd.ssd import build_ssd, ssd_config
+
+
+def _params(block, ctx):
+    """The trained parameters of ``block`` on ``ctx`` (not BatchNorm's running statistics,
+    which every device keeps for itself, as in GluonCV without SyncBatchNorm)."""
+    return {k: p.data(ctx).asnumpy().copy()
+            for k, p in block._collect_params_with_prefix().items() if p.grad_req != 'null'}
+
+
+def _gankd(classes, teacher_params, ctx):
+    run = build_gankd_run(TEACHER, STUDENT, DATA_SHAPE, classes, ctx,
+                          teacher_params=teacher_params, lr=0.05, momentum=0.9)
+    # The critics' Adam takes the sign of each gradient on its first step, so an element
+    # whose gradient is rounding noise flips; plain SGD through the same Trainer and
+    # kvstore shows the aggregation itself.
+    term = run.terms[0]
+    term.trainer = gluon.Trainer(term.weights, 'sgd', {'learning_rate': 0.01})
+    return run
+
+
+def _copy_weights(src, dst, tmp_path):
+    for name, a, b in (('model', src.save_block, dst.save_block),
+                       ('critics', src.terms[0].critics, dst.terms[0].critics)):
+        path = str(tmp_path / (name + '.params'))
+        a.save_parameters(path)
+        b.load_parameters(path, ctx=dst.ctx)
+
+
+def _updates(run, batch, ctx):
+    """One GAN-KD iteration; returns the losses and, per block, every parameter's change on
+    each device."""
+    blocks = {'model': run.save_block, 'critics': run.terms[0].critics}
+    before = {n: _params(b, ctx[0]) for n, b in blocks.items()}
+    losses = train_step(run, batch)
+    return losses, [{n: {k: v - before[n][k] for k, v in _params(b, c).items()}
+                     for n, b in blocks.items()} for c in ctx]
+
+
+def test_one_iteration_on_two_contexts_equals_one_context(voc_root, teacher_params, tmp_path):
+    """Same batch, same starting weights: one GAN-KD iteration (critic step, then student
+    step) on cpu(0)+cpu(1) changes the student, head and critics as it does on cpu(0).
+
+    BatchNorm normalises over each device's images, so the batch is two copies of the same
+    images: each half then has the statistics of the whole. What is compared is the rest:
+    the split, the SSD loss normalised over the positives of both devices, the terms'
+    per-device weighting, and both Trainers' aggregation over devices.
+
+    "Within float tolerance" is measured, not guessed: at random weights some gradients
+    are dominated by rounding (BatchNorm's cancellations, near-tied hard negatives, a
+    critic's real and fake terms nearly cancelling), so that computing the same gradient
+    on 4 images instead of 8 changes them. On one device, the half batch alone has exactly
+    the doubled batch's gradient; parameters whose update moves by more than 1% between
+    the two are not compared, and every other must agree within 2%, where a wiring error
+    (per-device normalisation, a device's gradient left out) is off by 50% or more. The
+    critics step with SGD here (see :func:`_gankd`).
+    """
+    train_set, _, classes = voc_datasets(voc_root)
+    runs = [_gankd(classes, teacher_params, ctx)
+            for ctx in ([mx.cpu(0)], [mx.cpu(0)], [mx.cpu(0), mx.cpu(1)])]
+    for run in runs[1:]:
+        _copy_weights(runs[0], run, tmp_path)
+    # Four images per device: with two, BatchNorm on the 1x1 levels normalises two values.
+    loader = train_loader(train_set, train_anchors(runs[0], DATA_SHAPE), DATA_SHAPE, 4,
+                          shuffle=False, augment='light')
+    half = next(iter(loader))
+    batch = [mx.nd.concat(b, b, dim=0) for b in half]
+
+    losses_one, (one,) = _updates(runs[0], batch, runs[0].ctx)
+    # The half batch alone has the same losses and gradients as the doubled batch, but is
+    # computed in convolutions of 4 images, as each of the two devices computes it.
+    _, (noise,) = _updates(runs[1], half, runs[1].ctx)
+    losses_two, two = _updates(runs[2], batch, runs[2].ctx)
+
+    for key in ('CrossEntropy', 'SmoothL1', 'Loss_G', 'Loss_D_real', 'Loss_D_fake'):
+        np.testing.assert_allclose(losses_two[key], losses_one[key], rtol=5e-3, atol=1e-4,
+                                   err_msg=key)
+    for block in one:
+        compared = []
+        for k, ref in one[block].items():
+            # Both devices hold the same, updated copy.
+            np.testing.assert_array_equal(two[0][block][k], two[1][block][k], err_msg=k)
+            size = np.linalg.norm(ref)
+            if size == 0 or np.linalg.norm(noise[block][k] - ref) > 0.01 * size:
+                continue
+            error = np.linalg.norm(two[0][block][k] - ref) / size
+            assert error < 0.02, '{} {}: update differs by {:.1%}'.format(block, k, error)
+            compared.append(k)
+        assert len(compared) >= 20, (block, compared)
+        if block == 'model':
+            assert any('predictor' in k for k in compared)
+            assert any(k.startswith('backbone') for k in compared)
+
+
+def test_batch_that_does_not_split_over_devices_is_refused(voc_root, teacher_params, tmp_path):
+    proc = run_script('train_gankd_ssd.py', '--teacher', TEACHER, '--student', STUDENT,
+                      '--teacher-params', teacher_params, '--data-shape', DATA_SHAPE,
+                      '--dataset-root', voc_root, '--batch-size', 5, '--cpu-contexts', 2,
+                      '--epochs', 1, '-j', 0, '--save-prefix', tmp_path / 'r')
+    assert proc.returncode == 2
+    assert 'does not split evenly over 2 devices' in proc.stderr
+    assert 'Traceback' not in proc.stderr
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--amp'], '--amp needs GPUs'),
+    (['--syncbn', '--cpu-contexts', '2'], '--syncbn needs GPUs'),
+    (['--kvstore', 'nccl_ring'], '--kvstore must be'),
+    (['--kvstore', 'dist_async'], 'asynchronous updates are not supported'),
+    (['--distill', 'gan,fitnet'], "unknown distillation term 'fitnet'"),
+    (['--distill', 'gan,hint', '--distill-weights', '1'], 'give one weight per term'),
+])
+def test_flags_that_cannot_work_here_are_refused_in_one_line(flags, message, voc_root,
+                                                             teacher_params, tmp_path):
+    proc = run_script('train_gankd_ssd.py', '--teacher', TEACHER, '--student', STUDENT,
+                      '--teacher-params', teacher_params, '--data-shape', DATA_SHAPE,
+                      '--dataset-root', voc_root, '--batch-size', 4, '--epochs', 1, '-j', 0,
+                      '--save-prefix', tmp_path / 'r', *flags)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert message in lines[-1]
+    assert 'Traceback' not in proc.stderr
+
+
+def test_horovod_flag_without_horovod_is_a_clear_error(voc_root, teacher_params, tmp_path):
+    try:
+        import horovod.mxnet  # noqa: F401
+        pytest.skip('Horovod is installed here; the refusal is for machines without it')
+    except ImportError:
+        pass
+    proc = run_script('train_ssd.py', '--network', STUDENT, '--data-shape', DATA_SHAPE,
+                      '--dataset-root', voc_root, '--batch-size', 4, '--epochs', 1, '-j', 0,
+                      '--save-prefix', tmp_path / 'r', '--horovod')
+    assert proc.returncode == 2
+    assert 'pip install horovod' in proc.stderr.strip().splitlines()[-1]
+
+
+def test_syncbn_rewrite_replaces_every_batchnorm_and_keeps_the_function():
+    """With one device, SyncBatchNorm computes what BatchNorm computes; the copy shares the
+    parameters, so training it trains the SSD."""
+    net = build_ssd(**ssd_config(STUDENT, DATA_SHAPE, ['a', 'b']))
+    x = mx.nd.random.uniform(shape=(4, 3, DATA_SHAPE, DATA_SHAPE))
+    with mx.autograd.train_mode():
+        expected = [m.asnumpy() for m in net.features(x)]
+    synced = sync_batchnorm(net.features, 1, 'test')
+    ops = [n['op'] for n in __import__('json').loads(synced(mx.sym.var('data'))[0].tojson())
+           ['nodes']]
+    assert 'BatchNorm' not in ops and ops.count('_contrib_SyncBatchNorm') > 10
+    for name, p in synced.collect_params().items():
+        assert p is net.features.collect_params()[name]
+    net.features = synced  # replaces the SSD's child (same class)
+    with mx.autograd.train_mode():
+        got = [m.asnumpy() for m in net.features(x)]
+    for level, (a, b) in enumerate(zip(got, expected)):
+        # The highest levels are 1x1 maps normalised over 4 values: float32 rounding of
+        # E[x^2] - E[x]^2 shows there; the relative error stays small.
+        np.testing.assert_allclose(a, b, rtol=0, atol=2e-2 * np.abs(b).max(),
+                                   err_msg='level {}'.format(level))
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_two_workers_on_parameter_server_end_with_identical_parameters(voc_root, teacher_params,
+                                                                      tmp_path):
+    """A scheduler, one server and two workers on 127.0.0.1 (``--kvstore dist_sync``): both
+    workers train GAN-KD on their own half of the data and end with the same student, head
+    and critics."""
+    env = dict(os.environ, DMLC_PS_ROOT_URI='127.0.0.1', DMLC_PS_ROOT_PORT=str(_free_port()),
+               DMLC_NUM_SERVER='1', DMLC_NUM_WORKER='2', DMLC_NODE_HOST='127.0.0.1',
+               PYTHONUNBUFFERED='1')
+    prefix = str(tmp_path / 'dist')
+    train = [sys.executable, str(ROOT / 'scripts' / 'train_gankd_ssd.py'),
+             '--teacher', TEACHER, '--student', STUDENT, '--teacher-params', teacher_params,
+             '--data-shape', str(DATA_SHAPE), '--dataset-root', voc_root, '--batch-size', '4',
+             '--epochs', '2', '--gan-epochs', '1', '-j', '0', '--kvstore', 'dist_sync',
+             '--log-interval', '1', '--save-prefix', prefix, '--lr', '0.05']
+    procs = []
+    try:
+        for role in ('scheduler', 'server'):
+            procs.append(subprocess.Popen([sys.executable, '-c', 'import mxnet'],
+                                          env=dict(env, DMLC_ROLE=role),
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        workers = []
+        for i in range(2):
+            log = open(str(tmp_path / 'worker{}.log'.format(i)), 'w')
+            workers.append((subprocess.Popen(train, env=dict(env, DMLC_ROLE='worker'),
+                                             stdout=log, stderr=subprocess.STDOUT), log))
+        procs += [w for w, _ in workers]
+        deadline = time.time() + 400
+        for w, log in workers:
+            w.wait(timeout=max(1, deadline - time.time()))
+            log.close()
+        logs = [open(str(tmp_path / 'worker{}.log'.format(i))).read() for i in range(2)]
+        for w, log in zip(workers, logs):
+            assert w[0].returncode == 0, log[-3000:]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    # Rank 0 writes <prefix>_*, rank 1 <prefix>_worker1_*; which process got which rank is
+    # the scheduler's choice.
+    assert os.path.exists(prefix + '_last.params')
+    assert os.path.exists(prefix + '_worker1_last.params')
+    assert any('worker 1 of 2: reads 1/2 of the training set' in l for l in logs)
+    assert any('Validation' in l for l in logs)  # worker 0 validates
+    # Student, adapters and head (the params file) and the critics (the last checkpoint):
+    # every trained parameter is the same on both workers. BatchNorm's running statistics
+    # are each worker's own (it sees other images), as on several GPUs without SyncBN.
+    pairs = [(prefix + '_last.params', prefix + '_worker1_last.params')]
+    pairs += [tuple(sorted(glob.glob(p + '_ckpt/epoch*/critics.params'))[-1]
+                    for p in (prefix, prefix + '_worker1'))]
+    for file_a, file_b in pairs:
+        a, b = mx.nd.load(file_a), mx.nd.load(file_b)
+        trained = [k for k in a if not any(s in k for s in ('running_', 'moving_', 'input_scales'))]
+        assert a.keys() == b.keys() and len(trained) > 10
+        for k in trained:
+            np.testing.assert_allclose(a[k].asnumpy(), b[k].asnumpy(), rtol=1e-5, atol=1e-6,
+                                       err_msg='{}: {}'.format(file_a, k))
+        # The critics' input scales are averaged over the workers' first batches.
+        for k in [k for k in a if 'input_scales' in k]:
+            np.testing.assert_allclose(a[k].asnumpy(), b[k].asnumpy(), rtol=1e-6)
+    # And training did move them: the first checkpoint (after epoch 0) differs from the end.
+    first = mx.nd.load(sorted(glob.glob(prefix + '_ckpt/epoch*/model.params'))[0])
+    last = mx.nd.load(prefix + '_last.params')
+    assert any(not np.allclose(first[k].asnumpy(), last[k].asnumpy()) for k in first)
