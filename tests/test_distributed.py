@@ -75,6 +75,7 @@ def test_one_iteration_on_two_contexts_equals_one_context(voc_root, teacher_para
     critics step with SGD here (see :func:`_gankd`).
     """
     train_set, _, classes = voc_datasets(voc_root)
+    mx.random.seed(0)
     runs = [_gankd(classes, teacher_params, ctx)
             for ctx in ([mx.cpu(0)], [mx.cpu(0)], [mx.cpu(0), mx.cpu(1)])]
     for run in runs[1:]:
@@ -105,7 +106,7 @@ def test_one_iteration_on_two_contexts_equals_one_context(voc_root, teacher_para
             error = np.linalg.norm(two[0][block][k] - ref) / size
             assert error < 0.02, '{} {}: update differs by {:.1%}'.format(block, k, error)
             compared.append(k)
-        assert len(compared) >= 20, (block, compared)
+        assert len(compared) >= (20 if block == 'model' else 5), (block, compared)
         if block == 'model':
             assert any('predictor' in k for k in compared)
             assert any(k.startswith('backbone') for k in compared)
