@@ -37,6 +37,14 @@ SCRIPTS = ROOT / 'scripts'
 #: one entry each. ``--method NAME=FLAGS`` adds one for a single grid.
 METHODS: Dict[str, Tuple[str, ...]] = {
     'gan': (),
+    # The related methods of the seeds, on the same SSD and loop (issue 5's ablation).
+    'hint': ('--distill', 'hint'),
+    'soft+bounded': ('--distill', 'soft,bounded'),
+    'crosshead': ('--distill', 'crosshead'),
+    'di': ('--distill', 'di'),
+    'gan+cosine': ('--distill', 'gan,cosine'),
+    'gan+hint': ('--distill', 'gan,hint'),
+    'gan+crosshead': ('--distill', 'gan,crosshead'),
 }
 #: The method name of plain-SSD students (teacher 'none').
 BASELINE = 'baseline'
