@@ -180,3 +180,26 @@ def test_eval_coco_script_missing_annotation(coco_root, random_params):
     assert len(lines) == 1 and 'Traceback' not in proc.stderr, proc.stderr
     missing = os.path.join(root, 'annotations', 'instances_val2017.json')
     assert 'error: annotation file not found: ' + missing in lines[0]
+
+
+def test_training_on_coco_validates_with_coco_ap_and_the_params_evaluate(coco_root, tmp_path):
+    """``--dataset coco``: COCODetection for training, COCODetectionMetric (AP@[.5:.95])
+    for validation and for choosing the best params, which eval_coco.py then reads."""
+    root, _ = coco_root
+    prefix = str(tmp_path / 'coco_run')
+    proc = run_script('train_ssd.py', '--network', 'mobilenet0.25', '--dataset', 'coco',
+                      '--dataset-root', root, '--data-shape', DATA_SHAPE, '--batch-size', 4,
+                      '--epochs', 1, '-j', 0, '--optimizer', 'adam', '--augment', 'light',
+                      '--save-prefix', prefix)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    log = proc.stdout + proc.stderr
+    assert 'AP50=' in log and re.search(r'\nmAP=[0-9.]+', log)
+    with open(prefix + '_history.jsonl') as f:
+        record = json.loads(f.readline())
+    assert 0.0 <= record['mAP'] <= 1.0
+    with open(prefix + '_best.json') as f:
+        assert json.load(f)['ssd']['dataset'] == 'coco'
+    proc = run_script('eval_coco.py', '--params', prefix + '_best.params', '--dataset-root', root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert float(proc.stdout.strip().splitlines()[-1].split('=')[1]) == pytest.approx(
+        record['mAP'], abs=1e-4)

@@ -248,3 +248,19 @@ def test_two_workers_on_parameter_server_end_with_identical_parameters(voc_root,
     first = mx.nd.load(sorted(glob.glob(prefix + '_ckpt/epoch*/model.params'))[0])
     last = mx.nd.load(prefix + '_last.params')
     assert any(not np.allclose(first[k].asnumpy(), last[k].asnumpy()) for k in first)
+
+
+def test_syncbn_training_saves_params_that_evaluate(voc_root, tmp_path):
+    """--syncbn on one device: the rewritten FeatureExpander trains, checkpoints and saves
+    under the SSD's usual parameter names, so eval_voc.py loads the result."""
+    prefix = str(tmp_path / 'sync')
+    proc = run_script('train_ssd.py', '--network', STUDENT, '--data-shape', DATA_SHAPE,
+                      '--dataset-root', voc_root, '--batch-size', 4, '--epochs', 1, '-j', 0,
+                      '--save-prefix', prefix, '--syncbn', '--optimizer', 'adam')
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    names = set(mx.nd.load(prefix + '_last.params'))
+    assert any(n.startswith('features.') and n.endswith('_gamma') for n in names)
+    proc = run_script('eval_voc.py', '--params', prefix + '_last.params',
+                      '--dataset-root', voc_root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1].startswith('mAP=')

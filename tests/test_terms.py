@@ -6,7 +6,10 @@ generator the targets of three images with 1, 2 and 3 objects, so the images hav
 different numbers of positive anchors and a wrong normalisation shows in a device split.
 Student maps are the teacher's maps (equality) or perturbed copies.
 """
+import glob
+import json
 import math
+import os
 
 import mxnet as mx
 import numpy as np
@@ -15,7 +18,7 @@ from mxnet import autograd, gluon
 from gluoncv.loss import SSDMultiBoxLoss
 from gluoncv.model_zoo.ssd.target import SSDTargetGenerator
 
-from conftest import DATA_SHAPE, STUDENT, TEACHER
+from conftest import DATA_SHAPE, STUDENT, TEACHER, run_script
 from gankd.distill import AdversarialTerm, Captures
 from gankd.errors import GankdError
 from gankd.ssd import build_ssd, copy_head, split_ssd, ssd_config
@@ -532,3 +535,28 @@ def test_all_terms_in_one_real_train_step(setup):
         assert math.isfinite(values[t.name]), t.name
     assert values['Loss_hint'] > 0 and values['Loss_di'] > 0
     assert not np.array_equal(hint.data().asnumpy(), before)  # the connector trained
+
+
+def test_distill_flags_compose_terms_in_one_training(voc_root, teacher_params, tmp_path):
+    """``--distill gan,hint --distill-weights 1,0.5`` through the real script: both terms
+    are logged, the hint connectors are checkpointed, and training resumes with them."""
+    prefix = str(tmp_path / 'composed')
+    flags = ['--teacher', TEACHER, '--student', STUDENT, '--teacher-params', teacher_params,
+             '--data-shape', DATA_SHAPE, '--dataset-root', voc_root, '--batch-size', 8, '-j', 0,
+             '--save-prefix', prefix, '--distill', 'gan,hint', '--distill-weights', '1,0.5',
+             '--optimizer', 'adam', '--val-interval', 5]
+    proc = run_script('train_gankd_ssd.py', *flags, '--epochs', 1)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with open(prefix + '_history.jsonl') as f:
+        record = json.loads(f.readline())
+    assert {'Loss_G', 'Loss_hint', 'Loss_D', 'CrossEntropy'} <= set(record)
+    with open(prefix + '_last.json') as f:
+        assert json.load(f)['distill'] == {'gan': 1.0, 'hint': 0.5}
+    ckpt = sorted(glob.glob(prefix + '_ckpt/epoch*'))[-1]
+    assert os.path.exists(os.path.join(ckpt, 'hint_connectors.params'))
+    assert os.path.exists(os.path.join(ckpt, 'critics.params'))
+    proc = run_script('train_gankd_ssd.py', *flags, '--epochs', 2, '--resume', 'auto')
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 'Resumed from' in proc.stdout + proc.stderr
+    with open(prefix + '_history.jsonl') as f:
+        assert [json.loads(l)['epoch'] for l in f if l.strip()] == [0, 1]
