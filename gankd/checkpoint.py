@@ -127,6 +127,12 @@ def load_checkpoint(path, blocks, trainers, ctx):
     """Restore blocks, trainers and RNG states from a checkpoint; return its state."""
     from .ssd import load_params_strict
     state = verify_checkpoint(path)
+    saved = {os.path.splitext(f)[0] for f in os.listdir(path) if f.endswith('.params')}
+    if saved != set(blocks):
+        # E.g. resuming with another --distill: the hint connectors or critics differ.
+        raise GankdError('checkpoint {} holds {} but this run trains {}; resume with the flags '
+                         'it was made with (e.g. the same --distill)'.format(
+                             path, ', '.join(sorted(saved)), ', '.join(sorted(blocks))))
     for key, block in blocks.items():
         load_params_strict(block, os.path.join(path, key + '.params'), ctx=ctx,
                            what='checkpointed ' + key)

@@ -154,7 +154,9 @@ def _format(values):
     return ', '.join('{}={:.4f}'.format(k, v) for k, v in values.items())
 
 
-LOG_ORDER = ['Loss_D', 'Loss_D_real', 'Loss_D_fake', 'Loss_G', 'CrossEntropy', 'SmoothL1']
+LOG_ORDER = ['Loss_D', 'Loss_D_real', 'Loss_D_fake', 'Loss_G', 'Loss_hint', 'Loss_soft',
+             'Loss_bounded', 'Loss_crosshead', 'Loss_di', 'Loss_cosine', 'CrossEntropy',
+             'SmoothL1']
 
 
 def _ordered(values):

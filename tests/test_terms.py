@@ -560,3 +560,9 @@ def test_distill_flags_compose_terms_in_one_training(voc_root, teacher_params, t
     assert 'Resumed from' in proc.stdout + proc.stderr
     with open(prefix + '_history.jsonl') as f:
         assert [json.loads(l)['epoch'] for l in f if l.strip()] == [0, 1]
+    # Resuming with another set of terms is refused in one line, not a shape error.
+    other = [f if f != 'gan,hint' else 'gan' for f in flags]
+    other = other[:other.index('--distill-weights')] + other[other.index('--distill-weights') + 2:]
+    proc = run_script('train_gankd_ssd.py', *other, '--epochs', 3, '--resume', 'auto')
+    assert proc.returncode == 2
+    assert 'resume with the flags it was made with' in proc.stderr.strip().splitlines()[-1]
