@@ -21,6 +21,7 @@ class SyntheticSpec:
     num_test: int
     image_size: int
     seed: int = 0
+    difficulty: str = 'standard'
 
 
 @dataclass(frozen=True)

@@ -575,11 +575,11 @@ def _preset_data(bench, work_dir, dry_run):
     root = os.path.join(work_dir, 'data')
     spec = bench.data
     want = {'num_train': spec.num_train, 'num_test': spec.num_test,
-            'image_size': spec.image_size, 'seed': spec.seed}
+            'image_size': spec.image_size, 'seed': spec.seed, 'difficulty': spec.difficulty}
     meta_file = os.path.join(root, META_FILE)
     if os.path.exists(meta_file):
         with open(meta_file) as f:
-            meta = json.load(f)
+            meta = dict({'difficulty': 'standard'}, **json.load(f))
         if meta.get('complete'):
             have = {k: meta.get(k) for k in want}
             if have != want:

@@ -91,6 +91,26 @@ DROP_VISIBLE = 0.1         # visible fraction below which the box is dropped
 JPEG_QUALITY = 90
 
 
+@dataclass(frozen=True)
+class Difficulty:
+    """How hard the images are: object count and size range, and whether clutter
+    (strokes, blobs, lines over the objects) is drawn."""
+
+    max_objects: int
+    min_obj_frac: float
+    max_obj_frac: float
+    clutter: bool
+
+
+DIFFICULTIES = {
+    # The default: small objects among clutter, occlusion and truncation.
+    "standard": Difficulty(MAX_OBJECTS, MIN_OBJ_FRAC, MAX_OBJ_FRAC, True),
+    # For detectors trained from scratch in minutes (CPU benchmarks): at most three
+    # objects of a quarter of the image side or more, no clutter.
+    "easy": Difficulty(3, 0.25, MAX_OBJ_FRAC, False),
+}
+
+
 # --------------------------------------------------------------------------
 # Argument handling
 # --------------------------------------------------------------------------
@@ -410,13 +430,13 @@ class _Object:
     difficult: int
 
 
-def _place_object(rng, name: str, size: int):
+def _place_object(rng, name: str, size: int, level: Difficulty = DIFFICULTIES["standard"]):
     """Sample pose and position until enough of the shape is inside the image.
 
     Returns ``(rows, cols, sub, truncated)`` or None after too many tries.
     """
-    lo = max(MIN_OBJ_FRAC * size, MIN_OBJ_PIXELS)
-    hi = max(MAX_OBJ_FRAC * size, lo)
+    lo = max(level.min_obj_frac * size, MIN_OBJ_PIXELS)
+    hi = max(level.max_obj_frac * size, lo)
     diameter = math.exp(rng.uniform(math.log(lo), math.log(hi)))  # log-uniform
     angle = rng.uniform(0, 2 * math.pi)
     aspect = math.exp(rng.uniform(math.log(0.8), math.log(1.25)))
@@ -462,17 +482,19 @@ def _object_colors(rng, img, rows, cols, sub):
     return best
 
 
-def _render_image(rng, size: int, classes: Sequence[str]
+def _render_image(rng, size: int, classes: Sequence[str],
+                  level: Difficulty = DIFFICULTIES["standard"]
                   ) -> Tuple[np.ndarray, List[_Object]]:
     """Render one BGR uint8 image and its annotations."""
     img = _background(rng, size)
-    _distractors(rng, img, size)
+    if level.clutter:
+        _distractors(rng, img, size)
 
     owner = np.full((size, size), -1, np.int16)  # topmost object per pixel
     placed = []  # (cls, rows, cols, sub, truncated)
-    for _ in range(int(rng.randint(1, MAX_OBJECTS + 1))):
+    for _ in range(int(rng.randint(1, level.max_objects + 1))):
         cls = int(rng.randint(len(classes)))
-        pose = _place_object(rng, classes[cls], size)
+        pose = _place_object(rng, classes[cls], size, level)
         if pose is None:
             continue
         rows, cols, sub, truncated = pose
@@ -484,7 +506,7 @@ def _render_image(rng, size: int, classes: Sequence[str]
 
     # A thin line or two over everything so "on top" is not a cue either;
     # they are too thin to count as occlusion.
-    for _ in range(int(rng.randint(0, 3))):
+    for _ in range(int(rng.randint(0, 3)) if level.clutter else 0):
         p = rng.uniform(0, size, size=(2, 2)).astype(np.int32)
         cv2.line(img, tuple(map(int, p[0])), tuple(map(int, p[1])),
                  tuple(float(v) for v in _random_color(rng)), 1)
@@ -564,7 +586,8 @@ def _write_json(path: Path, obj) -> None:
 
 
 def _generate_split(out: Path, split: str, count: int, size: int, seed: int,
-                    classes: Sequence[str], progress: bool = False):
+                    classes: Sequence[str], progress: bool = False,
+                    level: Difficulty = DIFFICULTIES["standard"]):
     """Render and write every image of one split; return COCO-ready records."""
     from tqdm import tqdm
     voc = out / YEAR_DIR
@@ -575,7 +598,7 @@ def _generate_split(out: Path, split: str, count: int, size: int, seed: int,
         image_id = f"{int_id:06d}"
         # Own stream per image: (seed, split, index) -> independent of counts.
         rng = np.random.RandomState([seed, _SPLIT_CODES[split], i])
-        img, objects = _render_image(rng, size, classes)
+        img, objects = _render_image(rng, size, classes, level)
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         if not ok:
             raise RuntimeError(f"JPEG encoding failed for image {image_id}")
@@ -609,7 +632,8 @@ def read_class_names(root) -> List[str]:
 def make_synthetic_voc(out_dir, num_train: int = 200, num_test: int = 50,
                        image_size: int = 256, seed: int = 0,
                        classes: Optional[Sequence[str]] = None,
-                       coco_json: bool = False, progress: bool = False) -> Dict:
+                       coco_json: bool = False, progress: bool = False,
+                       difficulty: str = "standard") -> Dict:
     """Generate a synthetic shape-detection dataset in the VOC devkit layout.
 
     Parameters
@@ -637,6 +661,9 @@ def make_synthetic_voc(out_dir, num_train: int = 200, num_test: int = 50,
         relative to ``out_dir``).
     progress : bool, default False
         Show a tqdm progress bar per split.
+    difficulty : str, default "standard"
+        A key of :data:`DIFFICULTIES`: ``"standard"`` or ``"easy"`` (fewer, larger
+        objects and no clutter, for detectors trained from scratch in minutes).
 
     Returns
     -------
@@ -665,6 +692,10 @@ def make_synthetic_voc(out_dir, num_train: int = 200, num_test: int = 50,
     image_size = _check_int("image_size", image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
     seed = _check_int("seed", seed, 0, 2**32 - 1)
     names = _check_classes(classes)
+    if difficulty not in DIFFICULTIES:
+        raise ValueError("difficulty must be one of {}, got {!r}".format(
+            ", ".join(DIFFICULTIES), difficulty))
+    level = DIFFICULTIES[difficulty]
     if out_dir is None or str(out_dir) == "":
         raise ValueError("out_dir must be a non-empty path")
     out = Path(out_dir).expanduser()
@@ -672,11 +703,13 @@ def make_synthetic_voc(out_dir, num_train: int = 200, num_test: int = 50,
     meta = {"format_version": FORMAT_VERSION, "generator": "gankd.synthetic",
             "num_train": num_train, "num_test": num_test, "image_size": image_size,
             "seed": seed, "classes": list(names), "coco_json": bool(coco_json)}
+    if difficulty != "standard":  # standard metadata stays byte-identical to before
+        meta["difficulty"] = difficulty
     # Written first so an interrupted run can still be replaced by a rerun.
     _write_json(out / META_FILE, dict(meta, complete=False))
 
-    train = _generate_split(out, "train", num_train, image_size, seed, names, progress)
-    test = _generate_split(out, "test", num_test, image_size, seed, names, progress)
+    train = _generate_split(out, "train", num_train, image_size, seed, names, progress, level)
+    test = _generate_split(out, "test", num_test, image_size, seed, names, progress, level)
 
     main = out / YEAR_DIR / "ImageSets" / "Main"
     splits = {}

@@ -40,6 +40,8 @@ def _parse_args(argv):
                    help="comma-separated shape names to use as classes (default: the 6 default shapes)")
     p.add_argument("--coco-json", action="store_true",
                    help="also write annotations/instances_{train,test}.json (COCO format)")
+    p.add_argument("--difficulty", default="standard", choices=["standard", "easy"],
+                   help="easy: at most 3 objects, a quarter of the image or larger, no clutter")
     return p.parse_args(argv)
 
 
@@ -52,6 +54,7 @@ def main(argv=None):
     try:
         info = make_synthetic_voc(args.out, num_train=args.num_train, num_test=args.num_test,
                                   image_size=args.image_size, seed=args.seed,
+                                  difficulty=args.difficulty,
                                   classes=classes, coco_json=args.coco_json)
     except ValueError as e:
         sys.stderr.write(f"{PROG}: error: {e}\n")

@@ -265,3 +265,25 @@ def test_coco_json_matches_xml(dataset, split, voc_split):
             assert ann["iscrowd"] == 0 and 0 < ann["area"] <= ann["bbox"][2] * ann["bbox"][3]
         n_xml += len(objs)
     assert len(coco.getAnnIds()) == n_xml
+
+
+def test_easy_difficulty_has_few_large_objects(tmp_path):
+    """``difficulty='easy'``: at most three objects per image, none smaller than about a
+    quarter of the image side (unless cut by the border), recorded in the metadata."""
+    out = tmp_path / "easy"
+    size = 64
+    make_synthetic_voc(out, num_train=60, num_test=1, image_size=size, seed=11,
+                       difficulty="easy")
+    per_image, sides = [], []
+    for image_id in _ids(out, "trainval"):
+        objs = _objects(out, image_id)
+        per_image.append(len(objs))
+        for obj in objs:
+            b = [int(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")]
+            if obj.findtext("truncated") == "0":
+                sides.append(max(b[2] - b[0], b[3] - b[1]) + 1)
+    assert min(per_image) >= 1 and max(per_image) <= 3
+    assert min(sides) >= 0.15 * size
+    assert '"difficulty": "easy"' in (out / "synthetic_meta.json").read_text()
+    with pytest.raises(ValueError, match="difficulty"):
+        make_synthetic_voc(tmp_path / "bad", difficulty="hard", **SMALL)
