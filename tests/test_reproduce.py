@@ -206,8 +206,9 @@ def test_preset_dry_run_prints_commands_and_runs_nothing(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     n = 1 + len(MINI_VOC.students) * len(MINI_VOC.seeds) * (1 + len(MINI_VOC.methods))
     lines = [l for l in proc.stdout.splitlines() if l.startswith('[')]
-    assert len(lines) == n and lines[0].startswith('[1/{}] teacher/resnet50_v1/seed233: '
-                                                   .format(n))
+    teacher = [t for t in MINI_VOC.teachers if t != 'none'][0]
+    assert len(lines) == n and lines[0].startswith('[1/{}] teacher/{}/seed233: '
+                                                   .format(n, teacher))
     assert all('--resume auto' in l for l in lines)
     assert not (tmp_path / 'r.json').exists() and not (work / 'data').exists()
 
