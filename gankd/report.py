@@ -163,18 +163,46 @@ def fmt_gain(gain, digits=1):
     return text + ' ({} pair{})'.format(gain['n'], '' if gain['n'] == 1 else 's')
 
 
+def gap_closed(summary, student, teacher, method):
+    """The share of the teacher-student gap that distillation closes:
+    ``(distilled - baseline) / (teacher - baseline)`` on the means, or None when a number
+    is missing or the teacher is not better than the baseline (no gap to close)."""
+    base = summary['cells'].get(_cell_key(student, 'none', BASELINE))
+    dist = summary['cells'].get(_cell_key(student, teacher, method))
+    tmap = summary['teacher_maps'].get(teacher) or {}
+    if not base or not dist or not base.get('n') or not dist.get('n') or not tmap.get('n'):
+        return None
+    gap = tmap['mean'] - base['mean']
+    if gap <= 0:
+        return None
+    return (dist['mean'] - base['mean']) / gap
+
+
+def _fmt_gap(summary, student, teacher, method):
+    share = gap_closed(summary, student, teacher, method)
+    if share is not None:
+        return '{:.0%}'.format(share)
+    tmap = summary['teacher_maps'].get(teacher) or {}
+    base = summary['cells'].get(_cell_key(student, 'none', BASELINE))
+    if tmap.get('n') and base and base.get('n') and tmap['mean'] <= base['mean']:
+        return 'none: teacher not better'
+    return '–'
+
+
 def _table1(summary, method, digits):
-    """Table 1's layout for one method: none, then each teacher and its gain."""
+    """Table 1's layout for one method: none, then each teacher, the gain and the share
+    of the teacher-student gap closed."""
     teachers = summary['teachers']
     head = ['student', 'teacher: none'] + sum(
-        [['teacher: {} ({})'.format(t, method), 'gain over none'] for t in teachers], [])
+        [['teacher: {} ({})'.format(t, method), 'gain over none', 'gap closed']
+         for t in teachers], [])
     lines = ['| ' + ' | '.join(head) + ' |', '|---' * len(head) + '|']
     for s in summary['students']:
         row = [s, fmt_cell(summary['cells'].get(_cell_key(s, 'none', BASELINE)), digits)]
         for t in teachers:
             key = _cell_key(s, t, method)
             row += [fmt_cell(summary['cells'].get(key), digits),
-                    fmt_gain(summary['gains'].get(key), digits)]
+                    fmt_gain(summary['gains'].get(key), digits), _fmt_gap(summary, s, t, method)]
         lines.append('| ' + ' | '.join(row) + ' |')
     return lines
 

@@ -158,8 +158,16 @@ def test_report_arithmetic(tmp_path):
     results = tmp_path / 'hand.json'
     results.write_text(json.dumps({'records': records}))
     text = Path(write_report(str(results), str(tmp_path / 'rep'))['report']).read_text()
-    assert '| mobilenet1.0 | 32.0 ± 2.0 (n=3) | 34.7 ± 1.5 (n=3) | +2.7 ± 1.5 (3 pairs) |' in text
-    assert '| resnet18_v1 | 20.0 (n=1) | 26.0 ± 1.4 (n=2) | +6.0 (unpaired) |' in text
+    # Gap closed: (34.67 - 32) / (50 - 32) = 15%, (26 - 20) / (50 - 20) = 20%.
+    assert ('| mobilenet1.0 | 32.0 ± 2.0 (n=3) | 34.7 ± 1.5 (n=3) | +2.7 ± 1.5 (3 pairs) | '
+            '15% |') in text
+    assert '| resnet18_v1 | 20.0 (n=1) | 26.0 ± 1.4 (n=2) | +6.0 (unpaired) | 20% |' in text
+    # A teacher no better than the baseline leaves no gap to close.
+    from gankd.report import gap_closed
+    weak = [dict(r, mAP=0.25) if r['role'] == 'teacher' else r for r in records]
+    assert gap_closed(summarize(weak), 'mobilenet1.0', 'resnet50_v1', 'gan') is None
+    assert gap_closed(summarize(weak), 'resnet18_v1', 'resnet50_v1', 'gan') == pytest.approx(
+        6 / 5)
     # Beside Table 1's MobileNetV1 none -> ResNet50: 75.4 -> 77.7, +2.3.
     assert re.search(r'^\| mobilenet1\.0 \| resnet50_v1 \| \+2\.7 ± 1\.5 \(3 pairs\) \| '
                      r'\+1\.0 \(1 pair\) \| \+2\.3 \| MobileNetV1, ResNet50 \|$', text, re.M)
