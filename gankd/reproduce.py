@@ -417,6 +417,12 @@ def run_grid(grid, dry_run=False, echo=None):
     counts = {'cells': len(cells), 'skipped': 0, 'ok': 0, 'failed': 0}
     for i, cell in enumerate(cells, 1):
         head = '[{}/{}] {}'.format(i, len(cells), cell.key)
+        if cell.key in done and cell.role == 'teacher' and cell.command and \
+                not os.path.exists(cell.params):
+            # Weights are not committed with the results: on another machine (or after
+            # params/ was cleaned) the teacher is trained again, from the same seed.
+            echo('{}: done, but {} is missing; training it again'.format(head, cell.params))
+            del done[cell.key]
         if cell.key in done:
             counts['skipped'] += 1
             echo('{}: done (mAP={:.4f}), skipped'.format(head, done[cell.key]['mAP']))
