@@ -271,7 +271,10 @@ def markdown(summary, name, figures=None, digits=1, results_path=None):
     """
     out = ['# Reproduction: {}'.format(name), '']
     if results_path:
-        out += ['Results: `{}`.'.format(results_path), '']
+        # Relative to the working directory (the repository root), so a committed report
+        # names the file as a reader of the repository sees it.
+        shown = os.path.relpath(results_path)
+        out += ['Results: `{}`.'.format(results_path if shown.startswith('..') else shown), '']
     out += ['Measured here: VOC07 11-point mAP at IoU 0.5 on the test split, in points; '
             'mean ± sample std over seeds (n = seeds). Gain: mean ± std of the per-seed '
             'differences to the baseline of the same seed. Numbers labelled "{}" are the '
