@@ -12,7 +12,7 @@ import warnings
 
 import mxnet as mx
 from mxnet import autograd
-from mxnet.gluon import HybridBlock, nn
+from mxnet.gluon import HybridBlock
 from gluoncv.model_zoo.ssd.ssd import get_ssd
 
 from .errors import GankdError

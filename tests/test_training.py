@@ -1,15 +1,14 @@
 """Item 4 and 5: the GAN-KD loop and plain SSD training, run for real on tiny data."""
 import json
-import os
 
 import mxnet as mx
 import numpy as np
 import pytest
 
 from conftest import DATA_SHAPE, STUDENT, TEACHER, run_script
-from gankd.builders import build_gankd_run, build_plain_run, train_anchors
+from gankd.builders import build_gankd_run, train_anchors
 from gankd.data import train_loader, val_loader, voc_datasets
-from gankd.engine import TrainConfig, fit, train_step
+from gankd.engine import TrainConfig, fit
 
 
 def _snapshot(block):
