@@ -34,6 +34,12 @@ def _objects(root: Path, image_id: str) -> list:
     return list(xml.iter("object"))
 
 
+def _untruncated_side(obj) -> int:
+    """Longer box side of an object, or 0 when it is cut by the border."""
+    b = [int(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")]
+    return max(b[2] - b[0], b[3] - b[1]) + 1 if obj.findtext("truncated") == "0" else 0
+
+
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth") / "voc"
@@ -125,9 +131,7 @@ def test_distribution_of_objects(stats_dataset):
         objs = _objects(out, image_id)
         per_image.append(len(objs))
         for obj in objs:
-            b = [int(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")]
-            if obj.findtext("truncated") == "0":
-                sides.append(max(b[2] - b[0], b[3] - b[1]) + 1)
+            sides += [_untruncated_side(obj)] if _untruncated_side(obj) else []
             truncated.append(int(obj.findtext("truncated")))
             difficult.append(int(obj.findtext("difficult")))
             names.add(obj.findtext("name"))
@@ -278,10 +282,7 @@ def test_easy_difficulty_has_few_large_objects(tmp_path):
     for image_id in _ids(out, "trainval"):
         objs = _objects(out, image_id)
         per_image.append(len(objs))
-        for obj in objs:
-            b = [int(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")]
-            if obj.findtext("truncated") == "0":
-                sides.append(max(b[2] - b[0], b[3] - b[1]) + 1)
+        sides += [_untruncated_side(o) for o in objs if _untruncated_side(o)]
     assert min(per_image) >= 1 and max(per_image) <= 3
     assert min(sides) >= 0.15 * size
     assert '"difficulty": "easy"' in (out / "synthetic_meta.json").read_text()
