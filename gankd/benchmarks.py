@@ -8,10 +8,11 @@ same preset on the same code are the same experiment.
 The numbers of ``mini-voc`` are placeholders sized by guess; calibrate them for the
 time budget in :data:`MINI_VOC` only (everything a run of the preset uses is there).
 """
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Dict, Tuple
 
-__all__ = ['SyntheticSpec', 'Benchmark', 'MINI_VOC', 'PRESETS', 'get_preset']
+__all__ = ['SyntheticSpec', 'Benchmark', 'MINI_VOC', 'MINI_VOC_METHODS', 'GAN_VARIANTS',
+           'MINI_VOC_ABLATION', 'PRESETS', 'get_preset']
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Benchmark:
         Training flags of every teacher (``scripts/train_ssd.py``), name without ``--``.
     students : tuple of str
     methods : tuple of str
-        Names of :data:`gankd.reproduce.METHODS`.
+        Names of :data:`gankd.reproduce.METHODS` or of ``method_flags``.
     seeds : tuple of int
         Student seeds; baseline and distilled students share them, so gains pair up.
     student_flags : dict
@@ -48,6 +49,9 @@ class Benchmark:
         ``scripts/train_gankd_ssd.py`` knows (``gan-epochs``) are dropped for baselines.
     teacher_seed : int
     description : str
+    method_flags : dict
+        Methods of this preset only: name -> extra flags of ``train_gankd_ssd.py`` (an
+        ablation's variants), as ``--method NAME=FLAGS`` would define them.
     """
     name: str
     data: SyntheticSpec
@@ -59,6 +63,7 @@ class Benchmark:
     student_flags: Dict[str, object]
     teacher_seed: int = 233
     description: str = ''
+    method_flags: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------
@@ -106,7 +111,26 @@ MINI_VOC_METHODS = replace(
              'gan+crosshead'),
     description='mini-voc ablation: baseline and every distillation method, one student.')
 
-PRESETS = {b.name: b for b in (MINI_VOC, MINI_VOC_METHODS)}
+# Why GAN-KD loses to the baseline on mini-voc (issue 4): each variant changes one of
+# GAN-KD's settings from the default of train_gankd_ssd.py, on the cheapest student.
+# Run with --work-dir params/reproduce/mini-voc to reuse mini-voc's finished baseline and
+# 'gan' cells (same flags, so --resume auto finds them finished).
+GAN_VARIANTS = {
+    'gan-w0': ('--adv-weight', '0'),           # the copied teacher head alone
+    'gan-w0.1': ('--adv-weight', '0.1'),       # critic weight
+    'gan-head-fresh': ('--head', 'fresh'),     # head newly initialised, not the teacher's
+    'gan-head-frozen': ('--head', 'frozen'),   # the teacher's head, not trained
+    'gan-clip0.01': ('--clip', '0.01'),
+    'gan-ncritic5': ('--n-critic', '5'),
+    'gan-epochs4': ('--gan-epochs', '4'),      # critics on for 4 of 12 epochs, not 8
+    'gan-adapt-all': ('--adapt', 'all'),       # a 1x1 adapter on every level
+}
+MINI_VOC_ABLATION = replace(
+    MINI_VOC, name='mini-voc-ablation', students=MINI_VOC.students[:1],
+    methods=('gan',) + tuple(GAN_VARIANTS), method_flags=GAN_VARIANTS,
+    description="mini-voc ablation of GAN-KD's settings, one student.")
+
+PRESETS = {b.name: b for b in (MINI_VOC, MINI_VOC_METHODS, MINI_VOC_ABLATION)}
 
 
 def get_preset(name):

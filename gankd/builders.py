@@ -6,11 +6,15 @@ from .detector import Detector
 from .distributed import Distribution, sync_batchnorm
 from .engine import Run
 from .errors import GankdError
-from .ssd import build_ssd, build_teacher, copy_head, feature_shapes, split_ssd, ssd_config
+from .ssd import (build_ssd, build_teacher, copy_head, feature_shapes, fresh_head, split_ssd,
+                  ssd_config)
 from .student import build_student
 from .terms import build_terms
 
-__all__ = ['contexts', 'build_plain_run', 'build_gankd_run', 'train_anchors']
+__all__ = ['HEAD_CHOICES', 'contexts', 'build_plain_run', 'build_gankd_run', 'train_anchors']
+
+#: ``--head``: what the student's maps drive (see :func:`build_gankd_run`).
+HEAD_CHOICES = ('teacher', 'fresh', 'frozen')
 
 
 def contexts(gpus='', cpu_contexts=1):
@@ -92,13 +96,17 @@ def build_gankd_run(teacher, student, data_shape, classes, ctx, teacher_params=N
                     n_critic=1, adv_weight=1.0, adapt='mismatch', optimizer='sgd',
                     critic_norm='rms', critic_bn=True, pretrained_base=False,
                     distill=('gan',), distill_weights=None, distribution=None, syncbn=False,
-                    amp=None):
-    """A distillation run: frozen teacher backbone and head, student + adapters, a
-    trainable head copied from the teacher, and the distillation terms (by default
-    GAN-KD's six critics alone).
+                    amp=None, head='teacher'):
+    """A distillation run: frozen teacher backbone and head, student + adapters, the
+    head the student's maps drive (by default a trainable copy of the teacher's), and the
+    distillation terms (by default GAN-KD's six critics alone).
 
     Parameters
     ----------
+    head : {'teacher', 'fresh', 'frozen'}
+        ``--head``: the student's head is a trainable copy of the teacher's head (GAN-KD:
+        "its SSD head" goes on training), a newly initialised head of the teacher's shape,
+        or the teacher's head kept frozen, so that only the student adapts to it.
     distill : sequence of str
         Names of :data:`gankd.terms.TERM_NAMES` (``--distill``).
     distill_weights : sequence of float or None
@@ -121,7 +129,13 @@ def build_gankd_run(teacher, student, data_shape, classes, ctx, teacher_params=N
     t_backbone.hybridize(static_alloc=True, static_shape=True)
     t_head.collect_params().setattr('grad_req', 'null')
     t_head.hybridize(static_alloc=True, static_shape=True)
-    head = copy_head(tcfg, t_head, ctx=ctx)
+    if head not in HEAD_CHOICES:
+        raise GankdError('head must be one of {}, not {!r}'.format(', '.join(HEAD_CHOICES),
+                                                                   head))
+    head_mode, head = head, (fresh_head(tcfg, ctx=ctx) if head == 'fresh'
+                             else copy_head(tcfg, t_head, ctx=ctx))
+    if head_mode == 'frozen':
+        head.collect_params().setattr('grad_req', 'null')
     backbone = build_student(student, data_shape, t_shapes, adapt=adapt, teacher_name=teacher,
                              pretrained_base=pretrained_base, ctx=ctx)
     _sync_features(backbone, 'expander', ctx, syncbn, 'student')
@@ -131,7 +145,7 @@ def build_gankd_run(teacher, student, data_shape, classes, ctx, teacher_params=N
     meta = {'kind': 'student', 'name': 'ssd_{}_{}_gankd_from_{}'.format(data_shape, student,
                                                                        teacher),
             'student': student, 'teacher': tcfg, 'teacher_shapes': [list(s) for s in t_shapes],
-            'adapt': adapt, 'adapted_levels': backbone.adapted_levels,
+            'adapt': adapt, 'adapted_levels': backbone.adapted_levels, 'head': head_mode,
             'teacher_params': teacher_params}
     distill = list(distill)
     if distill_weights is None:
@@ -143,8 +157,8 @@ def build_gankd_run(teacher, student, data_shape, classes, ctx, teacher_params=N
         distribution=distribution, amp=amp))
     # Connectors of the terms (e.g. hint's 1x1 convs) train with the student but are not
     # part of the deliverable detector; checkpoints hold them through Run.blocks().
-    params = list(model.collect_params().values()) + [p for t in terms
-                                                      for p in t.student_params()]
+    params = [p for p in model.collect_params().values() if p.grad_req != 'null'] + [
+        p for t in terms for p in t.student_params()]
     return Run(ctx=ctx, backbone=backbone, head=head, save_block=model, meta=meta,
                classes=list(classes), teacher=t_backbone, terms=terms, teacher_head=t_head,
                amp=amp, trainer=_trainer(params, optimizer, lr, momentum, wd, distribution,

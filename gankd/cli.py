@@ -88,6 +88,9 @@ def training_parser(description, distill):
                        help='BatchNorm inside the critics (DCGAN/WGAN reference critic)')
         p.add_argument('--adapt', default='mismatch', choices=['mismatch', 'all'],
                        help='1x1 adapters where channels differ, or on every level')
+        p.add_argument('--head', default='teacher', choices=['teacher', 'fresh', 'frozen'],
+                       help="the head the student's maps drive: a trainable copy of the "
+                       "teacher's, a newly initialised one, or the teacher's, frozen")
     else:
         p.add_argument('--network', default='resnet50_v1', help='base network of the SSD')
     return p
@@ -160,7 +163,7 @@ def train_from_args(args, distill):
         run = build_gankd_run(args.teacher, args.student, args.data_shape, classes, ctx,
                               teacher_params=args.teacher_params, lr_d=args.lr_d,
                               clip=args.clip, n_critic=args.n_critic,
-                              adv_weight=args.adv_weight, adapt=args.adapt,
+                              adv_weight=args.adv_weight, adapt=args.adapt, head=args.head,
                               critic_norm=args.critic_norm, critic_bn=args.critic_bn,
                               distill=_split_list(args.distill, '--distill'),
                               distill_weights=weights, **common)

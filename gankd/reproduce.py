@@ -194,9 +194,12 @@ def _student_cell(grid, student, teacher_cell, method, seed, plain_flags):
         command = [sys.executable, str(SCRIPTS / 'train_ssd.py'), '--network', student] + \
             common + flag_list(plain_flags)
     else:
+        extra = list(grid.methods_flags[method])
+        # A method's own value of a student flag (an ablation's --gan-epochs 4) replaces it.
+        flags = {k: v for k, v in grid.student_flags.items() if '--' + k not in extra}
         command = [sys.executable, str(SCRIPTS / 'train_gankd_ssd.py'), '--teacher', teacher,
                    '--teacher-params', teacher_cell.params, '--student', student] + \
-            common + flag_list(grid.student_flags) + list(grid.methods_flags[method])
+            common + flag_list(flags) + extra
     params = '{}_{}.params'.format(prefix, grid.select)
     return Cell(key, 'distill' if teacher_cell else 'baseline', student, teacher, method,
                 seed, prefix, params, command,
@@ -635,7 +638,7 @@ def grid_from_args(args):
         bench.seeds if bench else (0,))
     _check_networks(teachers, '--teachers')
     _check_networks(students, '--students')
-    methods_flags = dict(METHODS)
+    methods_flags = dict(METHODS, **(bench.method_flags if bench else {}))
     for mname, text in _parse_pairs(args.method, '--method').items():
         if not _NAME.match(mname) or mname == BASELINE:
             raise GankdError('--method: bad method name {!r}'.format(mname))

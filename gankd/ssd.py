@@ -18,7 +18,7 @@ from gluoncv.model_zoo.ssd.ssd import get_ssd
 from .errors import GankdError
 
 __all__ = ['FEATURE_LAYERS', 'VOC_CLASSES', 'ssd_config', 'build_ssd', 'SSDHead',
-           'split_ssd', 'copy_head', 'feature_shapes', 'load_params_strict',
+           'split_ssd', 'fresh_head', 'copy_head', 'feature_shapes', 'load_params_strict',
            'zoo_params_file', 'build_teacher', 'init_from_scratch', 'cached_zoo_file',
            'require_pretrained_base']
 
@@ -256,6 +256,22 @@ def split_ssd(ssd):
     return ssd.features, head
 
 
+def fresh_head(config, ctx=mx.cpu()):
+    """A newly initialised head of the SSD that ``config`` describes.
+
+    Parameters
+    ----------
+    config : dict
+        An :func:`ssd_config`.
+    ctx : mxnet.Context or list of mxnet.Context
+
+    Returns
+    -------
+    SSDHead
+    """
+    return split_ssd(build_ssd(ctx=ctx, **config))[1]
+
+
 def copy_head(config, head, ctx=mx.cpu()):
     """A trainable copy of ``head``: same architecture, its own parameters, same values.
 
@@ -270,7 +286,7 @@ def copy_head(config, head, ctx=mx.cpu()):
     -------
     SSDHead
     """
-    _, new = split_ssd(build_ssd(ctx=ctx, **config))
+    new = fresh_head(config, ctx=ctx)
     src = head._collect_params_with_prefix()
     for name, param in new._collect_params_with_prefix().items():
         param.set_data(src[name].data())

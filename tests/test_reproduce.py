@@ -232,6 +232,21 @@ def test_preset_dry_run_prints_commands_and_runs_nothing(tmp_path):
     assert not (tmp_path / 'r.json').exists() and not (work / 'data').exists()
 
 
+def test_ablation_preset_variants_replace_the_flag_they_change(tmp_path):
+    from gankd.benchmarks import GAN_VARIANTS
+    proc = run_script('reproduce.py', '--preset', 'mini-voc-ablation', '--dry-run',
+                      '--work-dir', tmp_path / 'work', '--out', tmp_path / 'r.json')
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [l for l in proc.stdout.splitlines() if l.startswith('[')]
+    for name, flags in GAN_VARIANTS.items():
+        cells = [l for l in lines if '/{}/seed'.format(name) in l]
+        assert len(cells) == 3, name
+        for line in cells:
+            words = line.split()
+            assert words[-len(flags):] == list(flags)
+            assert words.count(flags[0]) == 1   # e.g. --gan-epochs 4 alone, not 8 then 4
+
+
 def test_preset_data_is_generated_once(tmp_path):
     from gankd.benchmarks import MINI_VOC, SyntheticSpec
     from gankd.errors import GankdError

@@ -66,6 +66,29 @@ def test_student_and_head_train_from_a_copy_of_the_teacher_head(gankd_run_result
     assert changed  # ... and trained with the student
 
 
+@pytest.mark.parametrize('head', ['fresh', 'frozen'])
+def test_head_flag_starts_fresh_or_keeps_the_teacher_head_frozen(head, voc_root, teacher_params,
+                                                                 tmp_path):
+    train_set, val_set, classes = voc_datasets(voc_root)
+    mx.random.seed(0)
+    run = build_gankd_run(TEACHER, STUDENT, DATA_SHAPE, classes, [mx.cpu()],
+                          teacher_params=teacher_params, head=head)
+    teacher_head = {k: v.asnumpy() for k, v in mx.nd.load(teacher_params).items()}
+    before = {'student': _snapshot(run.backbone), 'head': _snapshot(run.head)}
+    same = [np.array_equal(v, teacher_head[k]) for k, v in before['head'].items()]
+    # Fresh: no head weight is the teacher's (biases may both start at zero).
+    assert all(same) if head == 'frozen' else not any(
+        same[i] for i, k in enumerate(before['head']) if k.endswith('weight'))
+    loader = train_loader(train_set, train_anchors(run, DATA_SHAPE), DATA_SHAPE, 8)
+    fit(run, loader, None, TrainConfig(epochs=1, gan_epochs=1, lr=0.01,
+                                        save_prefix=str(tmp_path / 'run')))
+    student_after, head_after = _snapshot(run.backbone), _snapshot(run.head)
+    assert any(not np.array_equal(student_after[k], v) for k, v in before['student'].items())
+    changed = [not np.array_equal(head_after[k], v) for k, v in before['head'].items()]
+    assert (not any(changed)) if head == 'frozen' else any(changed)
+    assert run.meta['head'] == head
+
+
 def test_log_history_and_params_files(gankd_run_result):
     prefix = gankd_run_result['prefix']
     log = open(prefix + '_train.log').read().splitlines()
