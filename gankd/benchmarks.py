@@ -120,6 +120,9 @@ GAN_VARIANTS = {
     'gan-w0.1': ('--adv-weight', '0.1'),       # critic weight
     'gan-head-fresh': ('--head', 'fresh'),     # head newly initialised, not the teacher's
     'gan-head-frozen': ('--head', 'frozen'),   # the teacher's head, not trained
+    # Control: the distilled student's architecture (teacher-shaped head, adapters) with
+    # neither the teacher's head nor the critics; against the baseline it isolates them.
+    'gan-head-fresh-w0': ('--head', 'fresh', '--adv-weight', '0'),
     'gan-clip0.01': ('--clip', '0.01'),
     'gan-ncritic5': ('--n-critic', '5'),
     'gan-epochs4': ('--gan-epochs', '4'),      # critics on for 4 of 12 epochs, not 8
