@@ -222,8 +222,10 @@ def train_step(run, batch, distill=True):
         # Raised before the student's update, so its weights stay the last good ones.
         raise DivergenceError('{} became {}'.format(bad[0], values[bad[0]]))
     backward(objectives, run.trainer, run.amp)
-    # SSDMultiBoxLoss and the terms are already normalised over the whole batch.
-    run.trainer.step(1)
+    # SSDMultiBoxLoss and the terms are already normalised over the whole batch. In
+    # fine-tuning the terms are off, so their connectors (hint's 1x1 convs) get no
+    # gradient: they stay as they are instead of failing as stale.
+    run.trainer.step(1, ignore_stale_grad=not distill)
     return values
 
 

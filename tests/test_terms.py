@@ -555,11 +555,14 @@ def test_distill_flags_compose_terms_in_one_training(voc_root, teacher_params, t
     ckpt = sorted(glob.glob(prefix + '_ckpt/epoch*'))[-1]
     assert os.path.exists(os.path.join(ckpt, 'hint_connectors.params'))
     assert os.path.exists(os.path.join(ckpt, 'critics.params'))
-    proc = run_script('train_gankd_ssd.py', *flags, '--epochs', 2, '--resume', 'auto')
+    # The second epoch is fine-tuning: the terms are off and their connectors idle.
+    proc = run_script('train_gankd_ssd.py', *flags, '--epochs', 2, '--gan-epochs', 1,
+                      '--resume', 'auto')
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 'Resumed from' in proc.stdout + proc.stderr
     with open(prefix + '_history.jsonl') as f:
-        assert [json.loads(l)['epoch'] for l in f if l.strip()] == [0, 1]
+        records = [json.loads(l) for l in f if l.strip()]
+    assert [(r['epoch'], r['stage']) for r in records] == [(0, 'distill'), (1, 'detection')]
     # Resuming with another set of terms is refused in one line, not a shape error.
     other = [f if f != 'gan,hint' else 'gan' for f in flags]
     other = other[:other.index('--distill-weights')] + other[other.index('--distill-weights') + 2:]
