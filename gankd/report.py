@@ -165,8 +165,9 @@ def fmt_gain(gain, digits=1):
 
 def gap_closed(summary, student, teacher, method):
     """The share of the teacher-student gap that distillation closes:
-    ``(distilled - baseline) / (teacher - baseline)`` on the means, or None when a number
-    is missing or the teacher is not better than the baseline (no gap to close)."""
+    ``gain / (teacher - baseline)``, or None when a number is missing or the teacher is not
+    better than the baseline (no gap to close). The gain is the paired one when seeds pair
+    (so a partial grid compares like with like), else the difference of the means."""
     base = summary['cells'].get(_cell_key(student, 'none', BASELINE))
     dist = summary['cells'].get(_cell_key(student, teacher, method))
     tmap = summary['teacher_maps'].get(teacher) or {}
@@ -175,6 +176,9 @@ def gap_closed(summary, student, teacher, method):
     gap = tmap['mean'] - base['mean']
     if gap <= 0:
         return None
+    gain = summary['gains'].get(_cell_key(student, teacher, method))
+    if gain and gain['paired']:
+        return gain['mean'] / gap
     return (dist['mean'] - base['mean']) / gap
 
 
@@ -240,19 +244,22 @@ def _teachers_table(summary, digits):
 
 
 def _methods_table(summary, teacher, digits):
-    """Rows: baseline then each method; per student its mAP and gain over the baseline."""
-    head = ['method'] + sum([[s, 'gain'] for s in summary['students']], [])
+    """Rows: baseline then each method; per student its mAP, the gain over the baseline
+    and the share of the teacher-student gap closed."""
+    head = ['method'] + sum([[s, 'gain', 'gap closed'] for s in summary['students']], [])
     lines = ['| ' + ' | '.join(head) + ' |', '|---' * len(head) + '|']
     row = ['none (plain SSD)']
     for s in summary['students']:
-        row += [fmt_cell(summary['cells'].get(_cell_key(s, 'none', BASELINE)), digits), '–']
+        row += [fmt_cell(summary['cells'].get(_cell_key(s, 'none', BASELINE)), digits), '–',
+                '–']
     lines.append('| ' + ' | '.join(row) + ' |')
     for m in summary['methods']:
         row = [m]
         for s in summary['students']:
             key = _cell_key(s, teacher, m)
             row += [fmt_cell(summary['cells'].get(key), digits),
-                    fmt_gain(summary['gains'].get(key), digits)]
+                    fmt_gain(summary['gains'].get(key), digits),
+                    _fmt_gap(summary, s, teacher, m)]
         lines.append('| ' + ' | '.join(row) + ' |')
     return lines
 
@@ -285,7 +292,13 @@ def markdown(summary, name, figures=None, digits=1, results_path=None):
                 .format(runs['ok'], runs['failed'], runs['seconds'],
                         '; students evaluated from their {} params'.format(
                             ' / '.join(runs['select'])) if runs['select'] else ''), '']
-    for m in summary['methods'] or [None]:
+    if len(summary['methods']) > 1:
+        # A comparison of methods (or an ablation's variants) leads with one row each;
+        # Table 1's layout then follows for the first method alone.
+        for t in summary['teachers']:
+            out += ['## Methods (teacher {})'.format(t), ''] + \
+                _methods_table(summary, t, digits) + ['']
+    for m in summary['methods'][:1] or [None]:
         if m is None:
             out += ['## Measured (baselines only)', '']
         else:
@@ -294,10 +307,6 @@ def markdown(summary, name, figures=None, digits=1, results_path=None):
     if summary['methods'] and summary['teachers']:
         out += ['## Measured gains beside the published ones', ''] + \
             _published_beside(summary, digits) + ['']
-    if len(summary['methods']) > 1:
-        for t in summary['teachers']:
-            out += ['## Methods (teacher {})'.format(t), ''] + \
-                _methods_table(summary, t, digits) + ['']
     if summary['teacher_maps']:
         out += ['## Teachers', ''] + _teachers_table(summary, digits) + \
             ['', 'Model-zoo numbers: ' + MODEL_ZOO_SOURCE + '.', '']
