@@ -78,7 +78,9 @@ def summarize(records):
     dict
         ``students``, ``teachers`` (networks, without 'none'), ``methods`` (distillation
         methods), ``cells`` (``'student|teacher|method'`` -> ``maps`` {seed: points},
-        ``mean``, ``std``, ``n``), ``gains`` (same keys, distilled cells only ->
+        ``mean``, ``std``, ``n``, and ``train_ce``: mean, std, n of the last training
+        epoch's CrossEntropy when the histories are on disk), ``gains`` (same keys,
+        distilled cells only ->
         :func:`paired_gain`), ``teacher_maps`` (network -> mean, std, n) and ``failed``.
     """
     students, teachers, methods = [], [], []
@@ -96,11 +98,17 @@ def summarize(records):
             _add_once(teachers, r['teacher'])
             _add_once(methods, r['method'])
         key = _cell_key(r['student'], r['teacher'], r['method'])
-        cells.setdefault(key, {'student': r['student'], 'teacher': r['teacher'],
-                               'method': r['method'], 'maps': {}})['maps'][int(r['seed'])] = \
-            points
+        cell = cells.setdefault(key, {'student': r['student'], 'teacher': r['teacher'],
+                                      'method': r['method'], 'maps': {}, 'ce': {}})
+        cell['maps'][int(r['seed'])] = points
+        last = [h for h in _read_history(r.get('history')) if 'CrossEntropy' in h][-1:]
+        if last:
+            cell['ce'][int(r['seed'])] = float(last[0]['CrossEntropy'])
     for cell in cells.values():
         cell['mean'], cell['std'], cell['n'] = mean_std(cell['maps'].values())
+        # A second, less noisy reading of how well detection trained: mAP near chance
+        # swings with the initialisation, the training loss much less.
+        cell['train_ce'] = dict(zip(('mean', 'std', 'n'), mean_std(cell.pop('ce').values())))
     gains = OrderedDict()
     for key, cell in cells.items():
         if cell['teacher'] == 'none':
@@ -246,12 +254,17 @@ def _teachers_table(summary, digits):
 def _methods_table(summary, teacher, digits):
     """Rows: baseline then each method; per student its mAP, the gain over the baseline
     and the share of the teacher-student gap closed."""
-    head = ['method'] + sum([[s, 'gain', 'gap closed'] for s in summary['students']], [])
+    head = ['method'] + sum([[s, 'gain', 'gap closed', 'last-epoch train CE']
+                             for s in summary['students']], [])
     lines = ['| ' + ' | '.join(head) + ' |', '|---' * len(head) + '|']
+
+    def train_ce(key):
+        return fmt_cell((summary['cells'].get(key) or {}).get('train_ce'), 2)
+
     row = ['none (plain SSD)']
     for s in summary['students']:
-        row += [fmt_cell(summary['cells'].get(_cell_key(s, 'none', BASELINE)), digits), '–',
-                '–']
+        key = _cell_key(s, 'none', BASELINE)
+        row += [fmt_cell(summary['cells'].get(key), digits), '–', '–', train_ce(key)]
     lines.append('| ' + ' | '.join(row) + ' |')
     for m in summary['methods']:
         row = [m]
@@ -259,7 +272,7 @@ def _methods_table(summary, teacher, digits):
             key = _cell_key(s, teacher, m)
             row += [fmt_cell(summary['cells'].get(key), digits),
                     fmt_gain(summary['gains'].get(key), digits),
-                    _fmt_gap(summary, s, teacher, m)]
+                    _fmt_gap(summary, s, teacher, m), train_ce(key)]
         lines.append('| ' + ' | '.join(row) + ' |')
     return lines
 

@@ -190,6 +190,31 @@ def test_report_arithmetic(tmp_path):
     assert '| resnet50_v1 | 50.0 (n=1) | ssd_512_resnet50_v1_voc 80.1 |' in text
 
 
+def test_report_reads_the_last_training_cross_entropy_from_the_histories(tmp_path):
+    from gankd.report import summarize, write_report
+    records = []
+    for i, (method, ces) in enumerate([('baseline', (5.0, 4.0)), ('gan', (6.0, 4.5)),
+                                       ('gan', (6.0, 4.7))]):
+        teacher = 'none' if method == 'baseline' else 'resnet50_v1'
+        seed = 0 if i < 2 else 1
+        history = tmp_path / 'h{}.jsonl'.format(i)
+        history.write_text('\n'.join(json.dumps({'epoch': e, 'CrossEntropy': ce})
+                                     for e, ce in enumerate(ces)) + '\n')
+        records.append(dict(_record('mobilenet1.0', teacher, method, seed, 0.3),
+                            history=str(history)))
+    cells = summarize(records)['cells']
+    assert cells['mobilenet1.0|none|baseline']['train_ce'] == {'mean': 4.0, 'std': None,
+                                                               'n': 1}
+    gan = cells['mobilenet1.0|resnet50_v1|gan']['train_ce']
+    assert gan['mean'] == pytest.approx(4.6) and gan['n'] == 2
+    records.append(_record('mobilenet1.0', 'resnet50_v1', 'hint', 0, 0.3))  # no history
+    results = tmp_path / 'r.json'
+    results.write_text(json.dumps({'records': records}))
+    text = Path(write_report(str(results), str(tmp_path / 'rep'))['report']).read_text()
+    assert re.search(r'^\| gan \| .* \| 4\.60 ± 0\.14 \(n=2\) \|$', text, re.M)
+    assert re.search(r'^\| hint \| .* \| – \|$', text, re.M)
+
+
 def _doc_table1():
     """Table 1 as ../shared/gankd-method.md prints it: row -> [cells]."""
     text = METHOD_DOC.read_text()
