@@ -93,7 +93,7 @@ def build_plain_run(network, data_shape, classes, ctx, dataset='voc', lr=1e-3, m
 
 def build_gankd_run(teacher, student, data_shape, classes, ctx, teacher_params=None,
                     dataset='voc', lr=1e-3, momentum=0.9, wd=5e-4, lr_d=5e-4, clip=0.03,
-                    n_critic=1, adv_weight=1.0, adapt='mismatch', optimizer='sgd',
+                    n_critic=1, adv_weight=0.1, adapt='mismatch', optimizer='sgd',
                     critic_norm='rms', critic_bn=True, pretrained_base=False,
                     distill=('gan',), distill_weights=None, distribution=None, syncbn=False,
                     amp=None, head='teacher'):
