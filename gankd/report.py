@@ -378,12 +378,18 @@ def plot_maps(summary, path):
             means.append(cell['mean'])
             errs.append(cell['std'] or 0.0)
             ax.plot([x] * cell['n'], list(cell['maps'].values()), 'k.', ms=4, zorder=3)
-        ax.bar(xs, means, width, yerr=errs, capsize=3, label=label)
+        # Beyond matplotlib's ten default colours (an ablation's variants) colours would
+        # repeat, so take them from a 20-colour map.
+        color = plt.get_cmap('tab20')(i % 20) if len(series) > 10 else None
+        ax.bar(xs, means, width, yerr=errs, capsize=3, label=label, color=color)
     ax.set_xticks(range(len(students)))
     ax.set_xticklabels(students)
     ax.set_ylabel('VOC07 mAP (points)')
     ax.set_title('Measured mAP per student (mean ± std over seeds; dots: seeds)')
-    ax.legend(fontsize=8)
+    if len(series) > 4:
+        ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.legend(fontsize=8)
     _save(fig, path)
 
 
@@ -490,7 +496,7 @@ def _save(fig, path):
     import matplotlib.pyplot as plt
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")  # keeps a legend placed outside
     plt.close(fig)
 
 
