@@ -98,7 +98,11 @@ def test_ctrl_c_saves_checkpoint_and_resume_finishes(tmp_path, voc_root, teacher
                       '--save-prefix', prefix]
     cmd = [sys.executable, str(ROOT / 'scripts' / 'train_gankd_ssd.py')] + \
         [str(a) for a in common] + ['--epochs', '200']
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell starts background jobs with SIGINT ignored, and children inherit that: give
+    # the script the default disposition, as a terminal's Ctrl-C finds it, however pytest
+    # itself was started.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
