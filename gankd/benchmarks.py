@@ -116,7 +116,7 @@ MINI_VOC_METHODS = replace(
     description='mini-voc ablation: baseline and every distillation method, one student.')
 
 # Why GAN-KD loses to the baseline on mini-voc (issue 4): each variant changes one of
-# GAN-KD's settings from the default of train_gankd_ssd.py, on the cheapest student.
+# the preset's GAN-KD settings (adv-weight 1, as published), on the cheapest student.
 # Run with --work-dir params/reproduce/mini-voc to reuse mini-voc's finished baseline and
 # 'gan' cells (same flags, so --resume auto finds them finished).
 GAN_VARIANTS = {
