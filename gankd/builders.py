@@ -132,20 +132,19 @@ def build_gankd_run(teacher, student, data_shape, classes, ctx, teacher_params=N
     if head not in HEAD_CHOICES:
         raise GankdError('head must be one of {}, not {!r}'.format(', '.join(HEAD_CHOICES),
                                                                    head))
-    head_mode, head = head, (fresh_head(tcfg, ctx=ctx) if head == 'fresh'
-                             else copy_head(tcfg, t_head, ctx=ctx))
-    if head_mode == 'frozen':
-        head.collect_params().setattr('grad_req', 'null')
+    s_head = fresh_head(tcfg, ctx=ctx) if head == 'fresh' else copy_head(tcfg, t_head, ctx=ctx)
+    if head == 'frozen':
+        s_head.collect_params().setattr('grad_req', 'null')
     backbone = build_student(student, data_shape, t_shapes, adapt=adapt, teacher_name=teacher,
                              pretrained_base=pretrained_base, ctx=ctx)
     _sync_features(backbone, 'expander', ctx, syncbn, 'student')
     backbone.hybridize(static_alloc=True, static_shape=True)
-    head.hybridize(static_alloc=True, static_shape=True)
-    model = Detector(backbone, head)
+    s_head.hybridize(static_alloc=True, static_shape=True)
+    model = Detector(backbone, s_head)
     meta = {'kind': 'student', 'name': 'ssd_{}_{}_gankd_from_{}'.format(data_shape, student,
                                                                        teacher),
             'student': student, 'teacher': tcfg, 'teacher_shapes': [list(s) for s in t_shapes],
-            'adapt': adapt, 'adapted_levels': backbone.adapted_levels, 'head': head_mode,
+            'adapt': adapt, 'adapted_levels': backbone.adapted_levels, 'head': head,
             'teacher_params': teacher_params}
     distill = list(distill)
     if distill_weights is None:
@@ -159,7 +158,7 @@ def build_gankd_run(teacher, student, data_shape, classes, ctx, teacher_params=N
     # part of the deliverable detector; checkpoints hold them through Run.blocks().
     params = [p for p in model.collect_params().values() if p.grad_req != 'null'] + [
         p for t in terms for p in t.student_params()]
-    return Run(ctx=ctx, backbone=backbone, head=head, save_block=model, meta=meta,
+    return Run(ctx=ctx, backbone=backbone, head=s_head, save_block=model, meta=meta,
                classes=list(classes), teacher=t_backbone, terms=terms, teacher_head=t_head,
                amp=amp, trainer=_trainer(params, optimizer, lr, momentum, wd, distribution,
                                          amp))
