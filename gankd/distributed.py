@@ -16,8 +16,10 @@ from .errors import GankdError
 __all__ = ['KeySpace', 'Distribution', 'backward', 'sync_batchnorm', 'require_amp',
            'HOROVOD_HINT']
 
-# Far more keys than any Trainer has parameters.
-KEYS_PER_TRAINER = 1 << 20
+# Far more keys than any Trainer has parameters, yet small: MXNet's KVStoreDist picks a
+# key's server as ``(key * 9973) % num_servers`` in C ``int``, which overflows from key
+# 215,337 on.
+KEYS_PER_TRAINER = 1 << 14
 
 HOROVOD_HINT = ('--horovod needs Horovod built with MXNet support '
                 '(HOROVOD_WITH_MXNET=1 pip install horovod), launched with horovodrun')
@@ -43,6 +45,13 @@ class KeySpace(KVStoreBase):
 
     def broadcast(self, key, value, out, priority=0):
         self._kv.broadcast(key + self._offset, value, out, priority=priority)
+        # The Trainer sends the first gradient of this key right after; on the worker it
+        # goes out from the gradient's buffer and the initial value comes back into the
+        # weight's, so MXNet's engine does not order the two. Were the gradient to reach
+        # the server first, the server's value would already be the summed gradient and
+        # the worker would take that as its weight. Wait until the weight is here.
+        for array in (out if isinstance(out, (list, tuple)) else [out]):
+            array.wait_to_read()
 
     def pushpull(self, key, value, out=None, priority=0):
         self._kv.pushpull(key + self._offset, value, out=out, priority=priority)

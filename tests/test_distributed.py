@@ -1,6 +1,7 @@
 """Issue 3: several devices in one process, several workers on MXNet's parameter server,
 SyncBatchNorm's graph rewrite, and the flags refused where they cannot work."""
 import glob
+import json
 import os
 import socket
 import subprocess
@@ -184,44 +185,92 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_two_workers_on_parameter_server_end_with_identical_parameters(voc_root, teacher_params,
-                                                                      tmp_path):
-    """A scheduler, one server and two workers on 127.0.0.1 (``--kvstore dist_sync``): both
-    workers train GAN-KD on their own half of the data and end with the same student, head
-    and critics."""
+def _parameter_server(tmp_path, worker, deadline=400):
+    """Run ``worker`` (an argv) as two workers beside a scheduler and one server on
+    127.0.0.1 (a free port); every process is killed on the way out. Returns the workers'
+    logs; each worker must exit with 0."""
     env = dict(os.environ, DMLC_PS_ROOT_URI='127.0.0.1', DMLC_PS_ROOT_PORT=str(_free_port()),
                DMLC_NUM_SERVER='1', DMLC_NUM_WORKER='2', DMLC_NODE_HOST='127.0.0.1',
                PYTHONUNBUFFERED='1')
-    prefix = str(tmp_path / 'dist')
-    train = [sys.executable, str(ROOT / 'scripts' / 'train_gankd_ssd.py'),
-             '--teacher', TEACHER, '--student', STUDENT, '--teacher-params', teacher_params,
-             '--data-shape', str(DATA_SHAPE), '--dataset-root', voc_root, '--batch-size', '4',
-             '--epochs', '2', '--gan-epochs', '1', '-j', '0', '--kvstore', 'dist_sync',
-             '--log-interval', '1', '--save-prefix', prefix, '--lr', '0.05']
-    procs = []
+    procs, paths = [], [str(tmp_path / 'worker{}.log'.format(i)) for i in range(2)]
     try:
         for role in ('scheduler', 'server'):
             procs.append(subprocess.Popen([sys.executable, '-c', 'import mxnet'],
                                           env=dict(env, DMLC_ROLE=role),
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         workers = []
-        for i in range(2):
-            log = open(str(tmp_path / 'worker{}.log'.format(i)), 'w')
-            workers.append((subprocess.Popen(train, env=dict(env, DMLC_ROLE='worker'),
-                                             stdout=log, stderr=subprocess.STDOUT), log))
-        procs += [w for w, _ in workers]
-        deadline = time.time() + 400
-        for w, log in workers:
-            w.wait(timeout=max(1, deadline - time.time()))
-            log.close()
-        logs = [open(str(tmp_path / 'worker{}.log'.format(i))).read() for i in range(2)]
+        for path in paths:
+            with open(path, 'w') as log:
+                workers.append(subprocess.Popen(worker, env=dict(env, DMLC_ROLE='worker'),
+                                                stdout=log, stderr=subprocess.STDOUT))
+        procs += workers
+        end = time.time() + deadline
+        for w in workers:
+            w.wait(timeout=max(1, end - time.time()))
+        logs = [open(path).read() for path in paths]
         for w, log in zip(workers, logs):
-            assert w[0].returncode == 0, log[-3000:]
+            assert w.returncode == 0, log[-3000:]
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
             p.wait()
+    return logs
+
+
+# Each worker starts its parameters from its own values (worker 0: 1000 + i, worker 1:
+# 2000 + i), broadcasts them through KeySpace Trainers, and takes one SGD step (lr 1) on
+# the gradients 1 (worker 0) and 2 (worker 1), averaged: every parameter must end at
+# worker 0's value minus 1.5. Several Trainers of many keys, as the first step of each
+# one's last keys is where a pull of the initial value could be overtaken.
+FIRST_STEP_WORKER = """
+import json, sys
+import mxnet as mx, numpy as np
+from mxnet import autograd, gluon
+from gankd.distributed import Distribution
+dist = Distribution('dist_sync')
+wrong = []
+for t in range(8):
+    params = [gluon.Parameter('t{}_p{}'.format(t, i), shape=(64,)) for i in range(100)]
+    for i, p in enumerate(params):
+        p.initialize(mx.init.Constant(1000.0 * (dist.rank + 1) + i), ctx=mx.cpu())
+    trainer = dist.trainer(params, 'sgd', {'learning_rate': 1.0})
+    with autograd.record():
+        loss = sum((p.data() * (dist.rank + 1)).sum() for p in params)
+    loss.backward()
+    trainer.step(1)
+    for i, p in enumerate(params):
+        if not np.allclose(p.data().asnumpy(), 1000.0 + i - 1.5):
+            wrong.append([t, i, float(p.data().asnumpy()[0])])
+json.dump(wrong, open(sys.argv[1] + str(dist.rank), 'w'))
+"""
+
+
+def test_first_step_on_parameter_server_starts_from_worker0s_weights(tmp_path):
+    """KeySpace Trainers over ``dist_sync``: the initial broadcast gives every worker
+    worker 0's weights before the first gradients are summed. Without the wait in
+    KeySpace.broadcast, a last key's weight came back as the summed gradient: this test
+    failed in 6 of 6 runs."""
+    out = str(tmp_path / 'wrong')
+    _parameter_server(tmp_path, [sys.executable, '-c', 'import sys; sys.path.insert(0, {!r})\n'
+                                 .format(str(ROOT)) + FIRST_STEP_WORKER, out], deadline=200)
+    for rank in range(2):
+        with open(out + str(rank)) as f:
+            assert json.load(f) == [], 'worker {}: [trainer, key, value]'.format(rank)
+
+
+def test_two_workers_on_parameter_server_end_with_identical_parameters(voc_root, teacher_params,
+                                                                      tmp_path):
+    """A scheduler, one server and two workers on 127.0.0.1 (``--kvstore dist_sync``): both
+    workers train GAN-KD on their own half of the data and end with the same student, head
+    and critics."""
+    prefix = str(tmp_path / 'dist')
+    train = [sys.executable, str(ROOT / 'scripts' / 'train_gankd_ssd.py'),
+             '--teacher', TEACHER, '--student', STUDENT, '--teacher-params', teacher_params,
+             '--data-shape', str(DATA_SHAPE), '--dataset-root', voc_root, '--batch-size', '4',
+             '--epochs', '2', '--gan-epochs', '1', '-j', '0', '--kvstore', 'dist_sync',
+             '--log-interval', '1', '--save-prefix', prefix, '--lr', '0.05']
+    logs = _parameter_server(tmp_path, train)
     # Rank 0 writes <prefix>_*, rank 1 <prefix>_worker1_*; which process got which rank is
     # the scheduler's choice.
     assert os.path.exists(prefix + '_last.params')
