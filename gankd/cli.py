@@ -183,7 +183,8 @@ def train_from_args(args, distill):
     anchors = train_anchors(run, args.data_shape)
     train_data = train_loader(train_set, anchors, args.data_shape, args.batch_size,
                               args.num_workers, augment=args.augment,
-                              num_parts=dist.num_workers, part_index=dist.rank)
+                              num_parts=dist.num_workers, part_index=dist.rank,
+                              seed=args.seed)
     val_data = (val_loader(val_set, args.data_shape, args.batch_size, args.num_workers)
                 if dist.is_chief else None)
     cfg = TrainConfig(epochs=args.epochs, gan_epochs=getattr(args, 'gan_epochs', None),

@@ -1,5 +1,6 @@
 """Datasets and loaders: GluonCV's VOCDetection and SSD transforms, with clear errors."""
 import os
+import random
 import xml.etree.ElementTree as ET
 
 import mxnet as mx
@@ -9,14 +10,13 @@ from gluoncv.data.transforms import bbox as tbbox
 from gluoncv.data.transforms import image as timage
 from gluoncv.data import VOCDetection
 from gluoncv.data.batchify import Pad, Stack, Tuple
-from gluoncv.data.sampler import SplitSampler
 from gluoncv.data.transforms.presets.ssd import SSDDefaultTrainTransform, SSDDefaultValTransform
 
 from .errors import GankdError
 from .ssd import VOC_CLASSES
 
 __all__ = ['read_classes', 'VOCLayoutDetection', 'voc_datasets', 'LightSSDTrainTransform',
-           'train_loader', 'val_loader']
+           'EpochSampler', 'SeededAugmentation', 'TrainLoader', 'train_loader', 'val_loader']
 
 VOC_LAYOUT = ('expected the VOC devkit layout: DIR/VOC2007/{Annotations,JPEGImages,'
               'ImageSets/Main/test.txt} and DIR/VOC2007 or DIR/VOC2012 ImageSets/Main/trainval.txt')
@@ -152,30 +152,106 @@ class LightSSDTrainTransform(SSDDefaultTrainTransform):
 AUGMENTATIONS = {'ssd': SSDDefaultTrainTransform, 'light': LightSSDTrainTransform}
 
 
+class EpochSampler(gluon.data.Sampler):
+    """One epoch's training order, the same in every process and after a resume.
+
+    The order is a permutation seeded by ``(seed, epoch)``. With ``num_parts`` workers,
+    worker ``part_index`` takes every ``num_parts``-th sample of it, so the workers' shares
+    are disjoint and equal (dist_sync needs the same number of iterations everywhere).
+    Each sample also gets its own augmentation seed, and the sampler yields
+    ``(augmentation seed, index)`` keys for :class:`SeededAugmentation`.
+
+    Parameters
+    ----------
+    length : int
+        Size of the dataset.
+    seed : int
+        The run's ``--seed``.
+    shuffle : bool
+        False keeps the dataset's order (augmentation seeds still differ per epoch).
+    num_parts, part_index : int
+        Distributed training: this worker's share.
+    """
+
+    def __init__(self, length, seed=0, shuffle=True, num_parts=1, part_index=0):
+        self._length, self._seed, self._shuffle = length, int(seed), shuffle
+        self._num_parts, self._part_index = num_parts, part_index
+        self.epoch = 0
+
+    def set_epoch(self, epoch):
+        """Draw the next iteration's order for ``epoch``."""
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        rng = np.random.RandomState([self._seed, self.epoch])
+        order = rng.permutation(self._length) if self._shuffle else np.arange(self._length)
+        seeds = rng.randint(0, 2 ** 31 - 1, size=self._length)
+        share = slice(self._part_index, len(self) * self._num_parts, self._num_parts)
+        return iter(list(zip(seeds[share].tolist(), order[share].tolist())))
+
+    def __len__(self):
+        return self._length // self._num_parts
+
+
+class SeededAugmentation(gluon.data.Dataset):
+    """``transform(*dataset[index])`` for a key ``(seed, index)``, with Python's and
+    NumPy's global generators (which GluonCV's augmentations draw from) seeded first.
+
+    Loader worker processes draw from generators of their own (Python's is reseeded at
+    every fork), so without this neither a run's augmentation could be repeated nor a
+    resumed run continue as the uninterrupted one would have.
+    """
+
+    def __init__(self, dataset, transform):
+        self._dataset, self._transform = dataset, transform
+
+    def __len__(self):
+        return len(self._dataset)
+
+    def __getitem__(self, key):
+        seed, index = key
+        random.seed(seed)
+        np.random.seed(seed)
+        return self._transform(*self._dataset[index])
+
+
+class TrainLoader(gluon.data.DataLoader):
+    """Batches of an :class:`EpochSampler` order through :class:`SeededAugmentation`; call
+    :meth:`set_epoch` before each epoch. An epoch's last partial batch is left out (its
+    images come in other epochs' orders), so every epoch has ``len(self)`` batches."""
+
+    def __init__(self, dataset, transform, batch_size, seed=0, shuffle=True, num_parts=1,
+                 part_index=0, num_workers=0):
+        self.sampler = EpochSampler(len(dataset), seed, shuffle, num_parts, part_index)
+        super(TrainLoader, self).__init__(
+            SeededAugmentation(dataset, transform), batch_size, sampler=self.sampler,
+            last_batch='discard', batchify_fn=Tuple(Stack(), Stack(), Stack()),
+            num_workers=num_workers)
+
+    def set_epoch(self, epoch):
+        self.sampler.set_epoch(epoch)
+
+
 def train_loader(dataset, anchors, data_shape, batch_size, num_workers=0, shuffle=True,
-                 augment='ssd', num_parts=1, part_index=0):
+                 augment='ssd', num_parts=1, part_index=0, seed=0):
     """GluonCV's SSD training pipeline: augmentation and anchor targets, batches of
-    ``(images, cls_targets, box_targets)``; the last partial batch rolls over.
+    ``(images, cls_targets, box_targets)``, reproducible from ``seed`` and the epoch
+    (:class:`TrainLoader`).
 
     ``augment``: ``'ssd'`` (GluonCV's full augmentation) or ``'light'`` (resize + flip).
-    ``num_parts``, ``part_index``: distributed training; this worker reads part
-    ``part_index`` of ``num_parts`` (GluonCV's ``SplitSampler``, shuffled every epoch).
+    ``num_parts``, ``part_index``: distributed training; this worker reads its share of
+    each epoch's order.
     """
     if augment not in AUGMENTATIONS:
         raise GankdError('--augment must be one of {}, got {!r}'.format(sorted(AUGMENTATIONS),
                                                                        augment))
+    if len(dataset) // num_parts < batch_size:
+        raise GankdError('{} training images{} leave fewer than one batch of {}{}'.format(
+            len(dataset), ' split over {} workers'.format(num_parts) if num_parts > 1 else '',
+            batch_size, ' per worker' if num_parts > 1 else ''))
     transform = AUGMENTATIONS[augment](data_shape, data_shape, anchors)
-    sharding = {}
-    if num_parts > 1:
-        if len(dataset) // num_parts < batch_size:
-            raise GankdError('{} training images split over {} workers leave fewer than one '
-                             'batch of {} per worker'.format(len(dataset), num_parts,
-                                                             batch_size))
-        sharding = dict(sampler=SplitSampler(len(dataset), num_parts, part_index))
-    return gluon.data.DataLoader(
-        dataset.transform(transform), batch_size, shuffle=shuffle and not sharding,
-        batchify_fn=Tuple(Stack(), Stack(), Stack()), last_batch='rollover',
-        num_workers=num_workers, **sharding)
+    return TrainLoader(dataset, transform, batch_size, seed, shuffle, num_parts, part_index,
+                       num_workers)
 
 
 def val_loader(dataset, data_shape, batch_size, num_workers=0):

@@ -391,6 +391,8 @@ def _train_and_validate(run, train_data, val_data, cfg, epoch, gan_epochs, count
     run.trainer.set_learning_rate(lr)
     distill = bool(run.terms) and epoch < gan_epochs
     mx.random.seed(cfg.seed + epoch)  # MXNet's RNG state cannot be saved; reseed per epoch
+    if hasattr(train_data, 'set_epoch'):
+        train_data.set_epoch(epoch)  # the order and augmentation of this epoch (TrainLoader)
     tic = time.time()
 
     def on_iteration(iteration):

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import DATA_SHAPE, ROOT, STUDENT, TEACHER, run_script
 from gankd.builders import build_gankd_run, train_anchors
-from gankd.data import train_loader, voc_datasets
+from gankd.data import EpochSampler, train_loader, voc_datasets
 from gankd.distributed import sync_batchnorm
 from gankd.engine import train_step
 from gankd.ssd import build_ssd, ssd_config
@@ -111,6 +111,26 @@ def test_one_iteration_on_two_contexts_equals_one_context(voc_root, teacher_para
         if block == 'model':
             assert any('predictor' in k for k in compared)
             assert any(k.startswith('backbone') for k in compared)
+
+
+def test_epoch_sampler_gives_workers_equal_disjoint_shares_reshuffled_each_epoch():
+    """Two workers' shares of one epoch: equal in size, disjoint, the same when drawn
+    again (another process, or after a resume); the next epoch has another order and
+    other augmentation seeds."""
+    def draw(epoch, part, seed=233, length=17):
+        sampler = EpochSampler(length, seed=seed, num_parts=2, part_index=part)
+        sampler.set_epoch(epoch)
+        return list(sampler)
+
+    first, second = draw(0, 0), draw(0, 1)
+    assert len(first) == len(second) == 8
+    assert not {i for _, i in first} & {i for _, i in second}
+    assert draw(0, 0) == first
+    assert [i for _, i in draw(1, 0)] != [i for _, i in first]
+    assert [s for s, _ in draw(1, 0)] != [s for s, _ in first]
+    assert draw(0, 0, seed=234) != first
+    unshuffled = EpochSampler(5, shuffle=False)
+    assert [i for _, i in unshuffled] == list(range(5))
 
 
 def test_batch_that_does_not_split_over_devices_is_refused(voc_root, teacher_params, tmp_path):

@@ -32,7 +32,12 @@ def gankd_run_result(voc_root, teacher_params, tmp_path_factory):
     cfg = TrainConfig(epochs=3, gan_epochs=2, lr=0.01, log_interval=1, save_prefix=prefix)
     result = fit(run, loader, val_loader(val_set, DATA_SHAPE, 4), cfg)
     return dict(run=run, before=before, clip_seen=clip_seen, prefix=prefix, result=result,
-                iterations=len(loader))
+                iterations=len(loader), loader=loader)
+
+
+def test_fit_gives_the_loader_each_epoch(gankd_run_result):
+    # The loader's order and augmentation are drawn for the epoch fit() last set.
+    assert gankd_run_result['loader'].sampler.epoch == 2
 
 
 def test_teacher_parameters_bit_identical_after_training(gankd_run_result):
