@@ -13,6 +13,7 @@ import os
 import random
 import shutil
 
+import mxnet as mx
 import numpy as np
 
 from .errors import GankdError
@@ -58,6 +59,11 @@ def save_checkpoint(prefix, blocks, trainers, state, keep=3):
     tmp = os.path.join(root, '.tmp-' + name)
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
+    # Training leaves BatchNorm's running statistics to be written after the step returns,
+    # in operations that saving does not wait for: without this, a mid-epoch checkpoint
+    # held the statistics of one batch earlier than its weights (seen when a run resumed
+    # from it did not continue as the uninterrupted run).
+    mx.nd.waitall()
     for key, block in blocks.items():
         block.save_parameters(os.path.join(tmp, key + '.params'))
     for key, trainer in trainers.items():

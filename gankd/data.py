@@ -176,21 +176,24 @@ class EpochSampler(gluon.data.Sampler):
     def __init__(self, length, seed=0, shuffle=True, num_parts=1, part_index=0):
         self._length, self._seed, self._shuffle = length, int(seed), shuffle
         self._num_parts, self._part_index = num_parts, part_index
-        self.epoch = 0
+        self._share = length // num_parts
+        self.epoch, self.skip = 0, 0
 
-    def set_epoch(self, epoch):
-        """Draw the next iteration's order for ``epoch``."""
-        self.epoch = int(epoch)
+    def set_epoch(self, epoch, skip=0):
+        """Draw the next iteration's order for ``epoch``, leaving out its first ``skip``
+        samples (already trained before a mid-epoch checkpoint)."""
+        self.epoch, self.skip = int(epoch), int(skip)
 
     def __iter__(self):
         rng = np.random.RandomState([self._seed, self.epoch])
         order = rng.permutation(self._length) if self._shuffle else np.arange(self._length)
         seeds = rng.randint(0, 2 ** 31 - 1, size=self._length)
-        share = slice(self._part_index, len(self) * self._num_parts, self._num_parts)
-        return iter(list(zip(seeds[share].tolist(), order[share].tolist())))
+        share = slice(self._part_index, self._share * self._num_parts, self._num_parts)
+        keys = list(zip(seeds[share].tolist(), order[share].tolist()))
+        return iter(keys[self.skip:])
 
     def __len__(self):
-        return self._length // self._num_parts
+        return max(self._share - self.skip, 0)
 
 
 class SeededAugmentation(gluon.data.Dataset):
@@ -218,18 +221,21 @@ class SeededAugmentation(gluon.data.Dataset):
 class TrainLoader(gluon.data.DataLoader):
     """Batches of an :class:`EpochSampler` order through :class:`SeededAugmentation`; call
     :meth:`set_epoch` before each epoch. An epoch's last partial batch is left out (its
-    images come in other epochs' orders), so every epoch has ``len(self)`` batches."""
+    images come in other epochs' orders), so every full epoch has the same number of
+    batches."""
 
     def __init__(self, dataset, transform, batch_size, seed=0, shuffle=True, num_parts=1,
                  part_index=0, num_workers=0):
         self.sampler = EpochSampler(len(dataset), seed, shuffle, num_parts, part_index)
+        self.batch_size = batch_size
         super(TrainLoader, self).__init__(
             SeededAugmentation(dataset, transform), batch_size, sampler=self.sampler,
             last_batch='discard', batchify_fn=Tuple(Stack(), Stack(), Stack()),
             num_workers=num_workers)
 
-    def set_epoch(self, epoch):
-        self.sampler.set_epoch(epoch)
+    def set_epoch(self, epoch, skip_batches=0):
+        """The batches of ``epoch`` after its first ``skip_batches``."""
+        self.sampler.set_epoch(epoch, skip_batches * self.batch_size)
 
 
 def train_loader(dataset, anchors, data_shape, batch_size, num_workers=0, shuffle=True,

@@ -47,6 +47,7 @@ def save_detector(params_file, block, meta):
     """Write ``block``'s parameters and ``meta`` beside them, each atomically."""
     os.makedirs(os.path.dirname(os.path.abspath(params_file)), exist_ok=True)
     tmp = params_file + '.tmp'
+    mx.nd.waitall()  # the last step's BatchNorm statistics (see gankd.checkpoint)
     block.save_parameters(tmp)
     os.replace(tmp, params_file)
     tmp = meta_path(params_file) + '.tmp'

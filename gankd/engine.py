@@ -284,6 +284,7 @@ def evaluate(backbone, head, loader, ctx, classes, nms_thresh=0.45, nms_topk=400
     if metric is None:
         metric = VOC07MApMetric(iou_thresh=0.5, class_names=classes)
     metric.reset()
+    mx.nd.waitall()  # predictions use the last step's BatchNorm statistics (gankd.checkpoint)
     head.set_nms(nms_thresh=nms_thresh, nms_topk=nms_topk)
     for batch in tqdm(loader, desc='evaluate', leave=False, disable=not progress):
         data = split(batch[0], ctx, even=False)
@@ -332,7 +333,9 @@ def fit(run, train_data, val_data, cfg, logger=None, metric=None):
     """
     logger = logger or setup_logging(cfg.save_prefix)
     gan_epochs = cfg.epochs if cfg.gan_epochs is None else cfg.gan_epochs
-    state = {'epoch': cfg.start_epoch, 'iteration': 0, 'best_map': -1.0, 'best_params': None}
+    # ``batch``: batches of ``epoch`` already trained (a mid-epoch checkpoint).
+    state = {'epoch': cfg.start_epoch, 'iteration': 0, 'batch': 0, 'best_map': -1.0,
+             'best_params': None}
     if cfg.resume:
         path = resolve_resume(cfg.resume, cfg.save_prefix, log=logger.info)
         if path is None:
@@ -344,9 +347,9 @@ def fit(run, train_data, val_data, cfg, logger=None, metric=None):
                 path, state['epoch'], state['iteration']))
     history_file = cfg.save_prefix + '_history.jsonl'
 
-    def checkpoint(epoch, iteration):
+    def checkpoint(epoch, iteration, batch=0):
         return save_checkpoint(cfg.save_prefix, run.blocks(), run.trainers(), dict(
-            epoch=epoch, iteration=iteration, best_map=state['best_map'],
+            epoch=epoch, iteration=iteration, batch=batch, best_map=state['best_map'],
             best_params=state['best_params']), keep=cfg.keep_checkpoints)
 
     if os.path.exists(history_file):
@@ -356,15 +359,16 @@ def fit(run, train_data, val_data, cfg, logger=None, metric=None):
         with open(history_file, 'w') as f:
             f.writelines(kept)
 
-    counter = {'iteration': state['iteration']}
+    counter = {'iteration': state['iteration'], 'batch': state.get('batch', 0)}
     for epoch in range(state['epoch'], cfg.epochs):
         try:
             record = _train_and_validate(run, train_data, val_data, cfg, epoch, gan_epochs,
                                          counter, state, logger, checkpoint, metric)
+            counter['batch'] = 0
         except KeyboardInterrupt:
             # Whatever the epoch was doing, keep the weights reached so far; on resume
-            # this epoch starts again from its first batch.
-            path = checkpoint(epoch, counter['iteration'])
+            # this epoch goes on after its last finished batch.
+            path = checkpoint(epoch, counter['iteration'], counter['batch'])
             logger.info('Interrupted at epoch {}, iteration {}; checkpoint saved to {}'.format(
                 epoch, counter['iteration'], path))
             raise TrainingInterrupted('interrupted; resume with --resume auto') from None
@@ -391,22 +395,31 @@ def _train_and_validate(run, train_data, val_data, cfg, epoch, gan_epochs, count
     run.trainer.set_learning_rate(lr)
     distill = bool(run.terms) and epoch < gan_epochs
     mx.random.seed(cfg.seed + epoch)  # MXNet's RNG state cannot be saved; reseed per epoch
+    skip, start = counter['batch'], counter['iteration']
     if hasattr(train_data, 'set_epoch'):
-        train_data.set_epoch(epoch)  # the order and augmentation of this epoch (TrainLoader)
+        # This epoch's order and augmentation (TrainLoader); after a mid-epoch checkpoint,
+        # the batches not yet trained.
+        train_data.set_epoch(epoch, skip)
+    elif skip:
+        logger.info('epoch {} restarts from its first batch: this loader cannot skip the {} '
+                    'already trained'.format(epoch, skip))
+        skip = 0
     tic = time.time()
 
     def on_iteration(iteration):
         counter['iteration'] = iteration
-        # Mid-epoch checkpoints bound what a crash (even SIGKILL) can lose; on resume the
-        # epoch restarts from its first batch with the weights saved here.
+        counter['batch'] = skip + iteration - start
+        # Mid-epoch checkpoints bound what a crash (even SIGKILL) can lose.
         if cfg.checkpoint_interval and iteration % cfg.checkpoint_interval == 0:
-            checkpoint(epoch, iteration)
+            checkpoint(epoch, iteration, counter['batch'])
 
     losses, _, speed = train_one_epoch(
         run, train_data, epoch, distill, cfg.log_interval, logger, counter['iteration'],
         on_iteration=on_iteration, progress=cfg.progress)
     record = {'epoch': epoch, 'lr': lr, 'stage': 'distill' if distill else 'detection',
               'iteration': counter['iteration'], 'speed': speed, 'time': time.time() - tic}
+    if skip:
+        record['resumed_after_batch'] = skip  # the losses are those of the rest of the epoch
     record.update(losses)
     logger.info('[Epoch {}] Training cost: {:.3f}, Speed: {:.3f} samples/sec, lr={:g}, {}'
                 .format(epoch, record['time'], speed, lr, _format(losses)))

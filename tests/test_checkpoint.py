@@ -74,13 +74,14 @@ def test_damaged_newest_checkpoint_falls_back_to_previous(tmp_path, voc_root, te
     assert [h['epoch'] for h in history] == [0, 1, 2]
 
 
-def test_resume_at_an_epoch_boundary_continues_exactly_like_an_uninterrupted_run(
-        tmp_path, voc_root, teacher_params):
-    """Four epochs (two with the critics, two of detection only) in one go, against two
-    epochs then ``--resume auto`` to four: the same weights, bit for bit. The runs also
-    use 1, 0 and 2 loader processes, which must not matter: every sample's augmentation
-    is seeded from (--seed, epoch, position), whichever process draws it. 16 images in
-    batches of 6 leave 4 out of each epoch, a different 4 every time."""
+def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, voc_root,
+                                                            teacher_params):
+    """Four epochs (two with the critics, two of detection only) in one go, against the
+    same run resumed at an epoch boundary (two epochs, then ``--resume auto`` to four) and
+    resumed from mid-epoch checkpoints: the same weights, bit for bit. The runs also use
+    1, 0 and 2 loader processes, which must not matter: every sample's augmentation is
+    seeded from (--seed, epoch, position), whichever process draws it. 16 images in
+    batches of 6 make 2 batches an epoch (4 images left out, a different 4 each time)."""
     def train(name, epochs, workers, *extra):
         prefix = str(tmp_path / name)
         args = _common(voc_root, teacher_params, prefix)
@@ -91,14 +92,26 @@ def test_resume_at_an_epoch_boundary_continues_exactly_like_an_uninterrupted_run
         assert proc.returncode == 0, proc.stderr[-3000:]
         return prefix
 
-    straight = train('straight', 4, 1)
-    train('resumed', 2, 0)
-    resumed = train('resumed', 4, 2, '--resume', 'auto')
-    a = mx.nd.load(straight + '_last.params')
-    b = mx.nd.load(resumed + '_last.params')
-    assert a.keys() == b.keys()
-    for k in a:
-        np.testing.assert_array_equal(a[k].asnumpy(), b[k].asnumpy(), err_msg=k)
-    losses = [[(h['epoch'], h['CrossEntropy'], h.get('Loss_G')) for h in map(
-        json.loads, open(p + '_history.jsonl'))] for p in (straight, resumed)]
-    assert losses[0] == losses[1] and len(losses[0]) == 4
+    def losses(prefix):
+        return [(h['epoch'], h['CrossEntropy'], h.get('Loss_G')) for h in map(
+            json.loads, open(prefix + '_history.jsonl'))]
+
+    straight = train('straight', 4, 1, '--checkpoint-interval', 1, '--keep-checkpoints', 20)
+    expected = mx.nd.load(straight + '_last.params')
+    train('boundary', 2, 0)
+    resumed = [train('boundary', 4, 2, '--resume', 'auto')]
+    assert losses(resumed[0]) == losses(straight) and len(losses(straight)) == 4
+    # Iteration 3 is the first batch of epoch 1 (with the critics), iteration 5 the first
+    # of epoch 2 (detection only): the resumed runs train the second batch of each.
+    for name in ('epoch0001-iter00000003', 'epoch0002-iter00000005'):
+        resumed.append(train('mid-' + name, 4, 0, '--resume',
+                             os.path.join(straight + '_ckpt', name)))
+        first = json.loads(open(resumed[-1] + '_history.jsonl').readline())
+        assert first['epoch'] == int(name[5:9]) and first['resumed_after_batch'] == 1
+        assert first['iteration'] == int(name[-8:]) + 1
+    for prefix in resumed:
+        got = mx.nd.load(prefix + '_last.params')
+        assert got.keys() == expected.keys()
+        for k in expected:
+            np.testing.assert_array_equal(got[k].asnumpy(), expected[k].asnumpy(),
+                                          err_msg='{}: {}'.format(prefix, k))
