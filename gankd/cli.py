@@ -199,14 +199,19 @@ def train_from_args(args, distill):
 
 
 def main_guard(main):
-    """Run ``main()``; a GankdError becomes one line on stderr and exit code 2, Ctrl-C
-    exit code 130."""
+    """Run ``main()``; a GankdError becomes one line on stderr and exit code 2; training
+    stopped by SIGINT or SIGTERM exits with 130 or 143, as the shell reports a process
+    those signals end."""
     from .engine import TrainingInterrupted
+    from .stopping import StopRequested, exit_code
     try:
         return main()
-    except TrainingInterrupted as err:
-        print('{}: {}'.format(sys.argv[0].rsplit('/', 1)[-1], err), file=sys.stderr)
-        sys.exit(130)
+    except (TrainingInterrupted, StopRequested) as err:
+        # A grid stops between cells (StopRequested), training after a checkpoint.
+        print('{}: {}{}'.format(sys.argv[0].rsplit('/', 1)[-1], err, '' if isinstance(
+            err, TrainingInterrupted) else '; run the same command to resume'),
+            file=sys.stderr)
+        sys.exit(exit_code(err.signum))
     except GankdError as err:
         print('{}: error: {}'.format(sys.argv[0].rsplit('/', 1)[-1], err), file=sys.stderr)
         sys.exit(2)

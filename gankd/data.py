@@ -1,4 +1,5 @@
 """Datasets and loaders: GluonCV's VOCDetection and SSD transforms, with clear errors."""
+import multiprocessing.pool
 import os
 import random
 import xml.etree.ElementTree as ET
@@ -6,6 +7,8 @@ import xml.etree.ElementTree as ET
 import mxnet as mx
 import numpy as np
 from mxnet import gluon
+from mxnet.gluon.data import dataloader as mx_dataloader
+from mxnet.util import is_np_array, is_np_shape
 from gluoncv.data.transforms import bbox as tbbox
 from gluoncv.data.transforms import image as timage
 from gluoncv.data import VOCDetection
@@ -14,9 +17,11 @@ from gluoncv.data.transforms.presets.ssd import SSDDefaultTrainTransform, SSDDef
 
 from .errors import GankdError
 from .ssd import VOC_CLASSES
+from .stopping import ignore_stop_signals
 
 __all__ = ['read_classes', 'VOCLayoutDetection', 'voc_datasets', 'LightSSDTrainTransform',
-           'EpochSampler', 'SeededAugmentation', 'TrainLoader', 'train_loader', 'val_loader']
+           'EpochSampler', 'SeededAugmentation', 'QuietWorkersLoader', 'TrainLoader', 'train_loader',
+           'val_loader']
 
 VOC_LAYOUT = ('expected the VOC devkit layout: DIR/VOC2007/{Annotations,JPEGImages,'
               'ImageSets/Main/test.txt} and DIR/VOC2007 or DIR/VOC2012 ImageSets/Main/trainval.txt')
@@ -218,7 +223,57 @@ class SeededAugmentation(gluon.data.Dataset):
         return self._transform(*self._dataset[index])
 
 
-class TrainLoader(gluon.data.DataLoader):
+def _quiet_worker_init(*args):
+    ignore_stop_signals()
+    mx_dataloader._worker_initializer(*args)
+
+
+class _QuietWorkerPool(multiprocessing.pool.Pool):
+    """A process pool whose workers ignore SIGINT and SIGTERM. Since they ignore
+    SIGTERM, which is how ``Pool.terminate`` stops workers, this pool stops its own with
+    SIGKILL: they hold nothing that needs cleaning up."""
+
+    @staticmethod
+    def Process(ctx, *args, **kwds):
+        proc = ctx.Process(*args, **kwds)
+        proc.terminate = proc.kill
+        return proc
+
+
+class QuietWorkersLoader(gluon.data.DataLoader):
+    """GluonCV's (MXNet's) ``DataLoader`` whose worker processes ignore SIGINT and
+    SIGTERM.
+
+    A terminal's Ctrl-C reaches every process of the foreground group, and a scheduler's
+    SIGTERM may too. The training process stops cleanly on either
+    (:mod:`gankd.stopping`); its loader workers must neither print a
+    ``KeyboardInterrupt`` traceback nor die while the last batches are still being read,
+    so they ignore both and are stopped by the loader itself. Arguments are those of
+    ``DataLoader``.
+    """
+
+    def __init__(self, *args, num_workers=0, prefetch=None, **kwargs):
+        # MXNet 1.9.1 (a fixed, final release) builds its process pool inside __init__;
+        # build the loader without one, then give it ours, as its __init__ would.
+        super(QuietWorkersLoader, self).__init__(*args, num_workers=0, **kwargs)
+        if num_workers > 0:
+            self._num_workers = num_workers
+            if kwargs.get('batchify_fn') is None:
+                self._batchify_fn = mx_dataloader.default_mp_batchify_fn
+            self._prefetch = max(0, int(prefetch) if prefetch is not None else 2 * num_workers)
+            self._worker_pool = _QuietWorkerPool(
+                num_workers, initializer=_quiet_worker_init,
+                initargs=[self._dataset, is_np_shape(), is_np_array()])
+
+    @property
+    def worker_pids(self):
+        """Process ids of the worker processes (empty with ``num_workers=0``)."""
+        if self._worker_pool is None:
+            return []
+        return [p.pid for p in self._worker_pool._pool]
+
+
+class TrainLoader(QuietWorkersLoader):
     """Batches of an :class:`EpochSampler` order through :class:`SeededAugmentation`; call
     :meth:`set_epoch` before each epoch. An epoch's last partial batch is left out (its
     images come in other epochs' orders), so every full epoch has the same number of
@@ -264,7 +319,7 @@ def val_loader(dataset, data_shape, batch_size, num_workers=0):
     """Resized test images with labels padded by -1; every image is kept (no rollover,
     unlike GluonCV's eval_ssd.py, which drops the last partial batch)."""
     transform = SSDDefaultValTransform(data_shape, data_shape)
-    return gluon.data.DataLoader(
+    return QuietWorkersLoader(
         dataset.transform(transform), batch_size, shuffle=False,
         batchify_fn=Tuple(Stack(), Pad(pad_val=-1)), last_batch='keep',
         num_workers=num_workers)

@@ -22,13 +22,19 @@ from .detector import save_detector
 from .distill import Captures
 from .distributed import backward
 from .errors import DivergenceError, GankdError
+from .stopping import StopRequested, StopSignals, signal_name
 
 __all__ = ['Run', 'TrainConfig', 'split', 'train_one_epoch', 'evaluate', 'fit',
            'learning_rate', 'TrainingInterrupted']
 
 
 class TrainingInterrupted(GankdError):
-    """Ctrl-C during training; a checkpoint was saved."""
+    """Training stopped by SIGINT or SIGTERM after saving a checkpoint; ``signum`` says
+    which (the scripts exit with 128 + signum)."""
+
+    def __init__(self, message, signum):
+        super(TrainingInterrupted, self).__init__(message)
+        self.signum = signum
 
 
 @dataclass
@@ -230,13 +236,17 @@ def train_step(run, batch, distill=True):
 
 
 def train_one_epoch(run, loader, epoch, distill=True, log_interval=100, logger=None,
-                    start_iteration=0, on_iteration=None, progress=False):
+                    start_iteration=0, on_iteration=None, progress=False, stop=None):
     """Train one epoch. Returns ``(mean losses, iterations done, samples/sec)``.
 
     ``on_iteration(iteration)`` is called after every iteration (checkpointing hooks);
-    ``progress`` shows a tqdm bar.
+    ``progress`` shows a tqdm bar; ``stop`` (:class:`gankd.stopping.StopSignals`) is
+    checked before the first iteration and after every one, and raises
+    :class:`gankd.stopping.StopRequested` once a stop signal has arrived.
     """
     logger = logger or logging.getLogger('gankd')
+    if stop is not None:
+        stop.check()
     epoch_meter, interval_meter = MeanMeter(), MeanMeter()
     tic = btic = time.time()
     samples = interval_samples = 0
@@ -262,11 +272,13 @@ def train_one_epoch(run, loader, epoch, distill=True, log_interval=100, logger=N
         if on_iteration is not None:
             on_iteration(iteration)
         bar.set_postfix(CE='{:.3f}'.format(values['CrossEntropy']), refresh=False)
+        if stop is not None:
+            stop.check()
     return _ordered(epoch_meter.means()), iteration, samples / max(time.time() - tic, 1e-9)
 
 
 def evaluate(backbone, head, loader, ctx, classes, nms_thresh=0.45, nms_topk=400,
-             progress=False, metric=None):
+             progress=False, metric=None, stop=None):
     """Detection metric over every image of ``loader`` (in order, none skipped).
 
     Parameters
@@ -275,6 +287,8 @@ def evaluate(backbone, head, loader, ctx, classes, nms_thresh=0.45, nms_topk=400
         ``update(bboxes, ids, scores, gt_bboxes, gt_ids, gt_difficults)`` / ``get()``,
         whose last value is the headline number; None is VOC07 11-point mAP at IoU 0.5.
         It is reset before use.
+    stop : gankd.stopping.StopSignals or None
+        Checked before every batch (raises ``StopRequested`` after a stop signal).
 
     Returns
     -------
@@ -287,6 +301,8 @@ def evaluate(backbone, head, loader, ctx, classes, nms_thresh=0.45, nms_topk=400
     mx.nd.waitall()  # predictions use the last step's BatchNorm statistics (gankd.checkpoint)
     head.set_nms(nms_thresh=nms_thresh, nms_topk=nms_topk)
     for batch in tqdm(loader, desc='evaluate', leave=False, disable=not progress):
+        if stop is not None:
+            stop.check()
         data = split(batch[0], ctx, even=False)
         labels = split(batch[1], ctx, even=False)
         det_bboxes, det_ids, det_scores, gt_bboxes, gt_ids, gt_difficults = [], [], [], [], [], []
@@ -323,6 +339,10 @@ def fit(run, train_data, val_data, cfg, logger=None, metric=None):
     """Train for ``cfg.epochs`` epochs: distillation for the first ``cfg.gan_epochs``,
     then detection fine-tuning; validate, save params, checkpoint every epoch.
 
+    SIGINT and SIGTERM stop training cleanly (:class:`gankd.stopping.StopSignals`, in
+    force only while this runs): the last finished iteration is checkpointed and
+    :class:`TrainingInterrupted` raised, naming the signal.
+
     ``metric`` is passed to :func:`evaluate` (None: VOC07 mAP); its last value decides
     the best params.
 
@@ -331,6 +351,11 @@ def fit(run, train_data, val_data, cfg, logger=None, metric=None):
     dict
         ``best_map``, ``best_params``, ``last_params`` and ``history``.
     """
+    with StopSignals() as stop:
+        return _fit(run, train_data, val_data, cfg, logger, metric, stop)
+
+
+def _fit(run, train_data, val_data, cfg, logger, metric, stop):
     logger = logger or setup_logging(cfg.save_prefix)
     gan_epochs = cfg.epochs if cfg.gan_epochs is None else cfg.gan_epochs
     # ``batch``: batches of ``epoch`` already trained (a mid-epoch checkpoint).
@@ -347,10 +372,18 @@ def fit(run, train_data, val_data, cfg, logger=None, metric=None):
                 path, state['epoch'], state['iteration']))
     history_file = cfg.save_prefix + '_history.jsonl'
 
+    saved = {}
+
     def checkpoint(epoch, iteration, batch=0):
-        return save_checkpoint(cfg.save_prefix, run.blocks(), run.trainers(), dict(
-            epoch=epoch, iteration=iteration, batch=batch, best_map=state['best_map'],
-            best_params=state['best_params']), keep=cfg.keep_checkpoints)
+        key = (epoch, iteration, batch)
+        if saved.get('key') != key:  # a stop right after a save does not write it again
+            saved['path'] = save_checkpoint(
+                cfg.save_prefix, run.blocks(), run.trainers(), dict(
+                    epoch=epoch, iteration=iteration, batch=batch,
+                    best_map=state['best_map'], best_params=state['best_params']),
+                keep=cfg.keep_checkpoints)
+            saved['key'] = key
+        return saved['path']
 
     if os.path.exists(history_file):
         # Epochs after the checkpoint are trained again; drop their old records.
@@ -362,19 +395,25 @@ def fit(run, train_data, val_data, cfg, logger=None, metric=None):
     counter = {'iteration': state['iteration'], 'batch': state.get('batch', 0)}
     for epoch in range(state['epoch'], cfg.epochs):
         try:
-            record = _train_and_validate(run, train_data, val_data, cfg, epoch, gan_epochs,
-                                         counter, state, logger, checkpoint, metric)
+            record = _train_and_validate(run, train_data, val_data, cfg, epoch,
+                                         gan_epochs, counter, state, logger, checkpoint,
+                                         metric, stop)
             counter['batch'] = 0
-        except KeyboardInterrupt:
-            # Whatever the epoch was doing, keep the weights reached so far; on resume
-            # this epoch goes on after its last finished batch.
+        except StopRequested as req:
+            # Between iterations or evaluation batches: keep the weights of the last
+            # finished iteration; on resume this epoch goes on after that batch (or,
+            # stopped while validating, validates again).
             path = checkpoint(epoch, counter['iteration'], counter['batch'])
-            logger.info('Interrupted at epoch {}, iteration {}; checkpoint saved to {}'.format(
-                epoch, counter['iteration'], path))
-            raise TrainingInterrupted('interrupted; resume with --resume auto') from None
+            logger.info('Interrupted by {} at epoch {}, iteration {}; checkpoint saved to '
+                        '{}'.format(signal_name(req.signum), epoch, counter['iteration'],
+                                    path))
+            raise TrainingInterrupted(
+                'stopped by {}; checkpoint saved to {}; resume with --resume auto'.format(
+                    signal_name(req.signum), path), req.signum) from None
         except DivergenceError as err:
             good = resolve_resume('auto', cfg.save_prefix, log=logger.info)
-            logger.info('Stopped: {}. Last good checkpoint: {}'.format(err, good or 'none yet'))
+            logger.info('Stopped: {}. Last good checkpoint: {}'.format(
+                err, good or 'none yet'))
             raise
         with open(history_file, 'a') as f:
             f.write(json.dumps(record) + '\n')
@@ -389,7 +428,7 @@ def fit(run, train_data, val_data, cfg, logger=None, metric=None):
 
 
 def _train_and_validate(run, train_data, val_data, cfg, epoch, gan_epochs, counter, state,
-                        logger, checkpoint, metric=None):
+                        logger, checkpoint, metric=None, stop=None):
     """One epoch of :func:`fit`: train, validate, save params. Returns the history record."""
     lr = learning_rate(cfg, epoch)
     run.trainer.set_learning_rate(lr)
@@ -415,7 +454,7 @@ def _train_and_validate(run, train_data, val_data, cfg, epoch, gan_epochs, count
 
     losses, _, speed = train_one_epoch(
         run, train_data, epoch, distill, cfg.log_interval, logger, counter['iteration'],
-        on_iteration=on_iteration, progress=cfg.progress)
+        on_iteration=on_iteration, progress=cfg.progress, stop=stop)
     record = {'epoch': epoch, 'lr': lr, 'stage': 'distill' if distill else 'detection',
               'iteration': counter['iteration'], 'speed': speed, 'time': time.time() - tic}
     if skip:
@@ -427,7 +466,7 @@ def _train_and_validate(run, train_data, val_data, cfg, epoch, gan_epochs, count
     if val_data is not None and ((epoch + 1) % max(cfg.val_interval, 1) == 0 or last_epoch):
         names, values = evaluate(run.backbone, run.head, val_data, run.ctx, run.classes,
                                  cfg.nms_thresh, cfg.nms_topk, progress=cfg.progress,
-                                 metric=metric)
+                                 metric=metric, stop=stop)
         logger.info('[Epoch {}] Validation: \n{}'.format(epoch, '\n'.join(
             '{}={:.4f}'.format(k, v) for k, v in zip(names, values))))
         current = float(values[-1])

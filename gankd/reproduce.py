@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from .errors import GankdError
+from .stopping import StopSignals, exit_code
 
 __all__ = ['METHODS', 'BASELINE', 'Grid', 'Cell', 'plan', 'run_grid', 'load_results',
            'save_record', 'build_parser', 'grid_from_args', 'main']
@@ -322,30 +324,30 @@ def _last_line(path):
     return lines[-1] if lines else ''
 
 
-def _train(cell):
+def _train(cell, stop):
     """Run the cell's training as a subprocess, output to its log. Returns the exit code.
 
-    Ctrl-C reaches the child too (same process group); it saves a checkpoint, so wait
-    for it rather than kill it, then stop the grid.
+    The training runs in a session of its own, so a terminal's Ctrl-C reaches it only
+    through ``stop`` (:class:`gankd.stopping.StopSignals`), which passes each SIGINT or
+    SIGTERM on once; the training then saves a checkpoint and exits, and the grid stops
+    after it (:class:`gankd.stopping.StopRequested`). The same command resumes the cell.
     """
     os.makedirs(os.path.dirname(cell.prefix), exist_ok=True)
     env = dict(os.environ, PYTHONUNBUFFERED='1')
     with open(cell.log, 'a') as log:
         log.write('$ {}\n'.format(shlex.join(cell.command)))
         log.flush()
-        proc = subprocess.Popen(cell.command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(cell.command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+        stop.child = proc
         try:
             code = proc.wait()
-        except KeyboardInterrupt:
-            try:
-                proc.wait(timeout=300)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            raise
-    if code == 130:
-        # The training was interrupted on its own (SIGINT to it alone): stop as well.
-        raise KeyboardInterrupt
+        finally:
+            stop.child = None
+    if code in (exit_code(signal.SIGINT), exit_code(signal.SIGTERM)):
+        # Stopped by a signal sent to the training alone: stop the grid as well.
+        stop.signum = stop.signum or code - 128
+    stop.check()
     return code
 
 
@@ -369,12 +371,12 @@ def _record(cell, grid, error=None):
             'finished_at': time.strftime('%Y-%m-%dT%H:%M:%S')}
 
 
-def run_cell(cell, grid):
+def run_cell(cell, grid, stop):
     """Train (unless given) and evaluate one cell; the record, ok or failed."""
     record = _record(cell, grid)
     tic = time.time()
     if cell.command:
-        code = _train(cell)
+        code = _train(cell, stop)
         record['returncode'] = code
         if code != 0:
             record['error'] = _last_line(cell.log) or 'exit code {}'.format(code)
@@ -418,38 +420,45 @@ def run_grid(grid, dry_run=False, echo=None):
     done = _done_records(grid, cells)
     failed_teachers = set()
     counts = {'cells': len(cells), 'skipped': 0, 'ok': 0, 'failed': 0}
-    for i, cell in enumerate(cells, 1):
-        head = '[{}/{}] {}'.format(i, len(cells), cell.key)
-        if cell.key in done and cell.role == 'teacher' and cell.command and \
-                not os.path.exists(cell.params):
-            # Weights are not committed with the results: on another machine (or after
-            # params/ was cleaned) the teacher is trained again, from the same seed.
-            echo('{}: done, but {} is missing; training it again'.format(head, cell.params))
-            del done[cell.key]
-        if cell.key in done:
-            counts['skipped'] += 1
-            echo('{}: done (mAP={:.4f}), skipped'.format(head, done[cell.key]['mAP']))
-            continue
-        if dry_run:
-            echo('{}: {}'.format(head, shlex.join(cell.command) if cell.command
-                                 else 'given teacher ' + cell.params + ' (evaluated)'))
-            continue
-        if cell.depends in failed_teachers:
-            record = _record(cell, grid, 'teacher {} failed; see its record'.format(
-                cell.depends))
-        else:
-            echo('{}: running (log: {})'.format(head, cell.log if cell.command else '-'))
-            record = run_cell(cell, grid)
-        save_record(grid.out, record, grid.name)
-        if record['status'] == 'ok':
-            counts['ok'] += 1
-            echo('{}: mAP={:.4f} ({:.0f} s)'.format(head, record['mAP'], record['seconds']))
-        else:
-            counts['failed'] += 1
-            if cell.role == 'teacher':
-                failed_teachers.add(cell.key)
-            echo('{}: FAILED: {}'.format(head, record['error']))
+    with StopSignals() as stop:
+        for i, cell in enumerate(cells, 1):
+            stop.check()
+            _run_grid_cell(grid, cell, '[{}/{}] {}'.format(i, len(cells), cell.key), done,
+                           failed_teachers, counts, dry_run, echo, stop)
     return counts
+
+
+def _run_grid_cell(grid, cell, head, done, failed_teachers, counts, dry_run, echo, stop):
+    """One cell of :func:`run_grid`: skip it if done, else run and record it."""
+    if cell.key in done and cell.role == 'teacher' and cell.command and \
+            not os.path.exists(cell.params):
+        # Weights are not committed with the results: on another machine (or after
+        # params/ was cleaned) the teacher is trained again, from the same seed.
+        echo('{}: done, but {} is missing; training it again'.format(head, cell.params))
+        del done[cell.key]
+    if cell.key in done:
+        counts['skipped'] += 1
+        echo('{}: done (mAP={:.4f}), skipped'.format(head, done[cell.key]['mAP']))
+        return
+    if dry_run:
+        echo('{}: {}'.format(head, shlex.join(cell.command) if cell.command
+                             else 'given teacher ' + cell.params + ' (evaluated)'))
+        return
+    if cell.depends in failed_teachers:
+        record = _record(cell, grid, 'teacher {} failed; see its record'.format(
+            cell.depends))
+    else:
+        echo('{}: running (log: {})'.format(head, cell.log if cell.command else '-'))
+        record = run_cell(cell, grid, stop)
+    save_record(grid.out, record, grid.name)
+    if record['status'] == 'ok':
+        counts['ok'] += 1
+        echo('{}: mAP={:.4f} ({:.0f} s)'.format(head, record['mAP'], record['seconds']))
+    else:
+        counts['failed'] += 1
+        if cell.role == 'teacher':
+            failed_teachers.add(cell.key)
+        echo('{}: FAILED: {}'.format(head, record['error']))
 
 
 # --------------------------------------------------------------------------------------
