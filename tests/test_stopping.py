@@ -62,7 +62,7 @@ def _assert_same_params(got_file, expected_file):
         np.testing.assert_array_equal(got[k].asnumpy(), expected[k].asnumpy(), err_msg=k)
 
 
-@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM], ids=['SIGINT', 'SIGTERM'])
 def test_signal_stops_training_and_resume_ends_bit_exact(tmp_path, voc_root, teacher_params,
                                                          signum):
     """The signal goes to the whole process group, as a terminal's Ctrl-C does: the
