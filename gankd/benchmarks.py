@@ -52,6 +52,14 @@ class Benchmark:
     method_flags : dict
         Methods of this preset only: name -> extra flags of ``train_gankd_ssd.py`` (an
         ablation's variants), as ``--method NAME=FLAGS`` would define them.
+    method_students : dict
+        Method -> the students it runs on (default: all); a control's student that is
+        not in ``students`` gets a baseline and only the methods that name it.
+    teacher_methods : dict
+        Teacher -> the methods it is used with (default: all); e.g. a random teacher
+        (``'NET@random'``) with one method.
+    student_overrides : dict
+        Student -> flags replacing ``student_flags`` for that student's cells.
     """
     name: str
     data: SyntheticSpec
@@ -64,6 +72,9 @@ class Benchmark:
     teacher_seed: int = 233
     description: str = ''
     method_flags: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
+    method_students: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
+    teacher_methods: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
+    student_overrides: Dict[str, Dict[str, object]] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------

@@ -96,7 +96,7 @@ def build_gankd_run(teacher, student, data_shape, classes, ctx, teacher_params=N
                     n_critic=1, adv_weight=0.1, adapt='mismatch', optimizer='sgd',
                     critic_norm='rms', critic_bn=True, pretrained_base=False,
                     distill=('gan',), distill_weights=None, distribution=None, syncbn=False,
-                    amp=None, head='teacher'):
+                    amp=None, head='teacher', det_weight=1.0, hint_connector='1x1'):
     """A distillation run: frozen teacher backbone and head, student + adapters, the
     head the student's maps drive (by default a trainable copy of the teacher's), and the
     distillation terms (by default GAN-KD's six critics alone).
@@ -114,6 +114,10 @@ def build_gankd_run(teacher, student, data_shape, classes, ctx, teacher_params=N
         to the others.
     distribution, syncbn, amp
         See :func:`build_plain_run`; ``syncbn`` also covers the critics' BatchNorms.
+    det_weight : float
+        ``--det-weight``: the detection loss's weight while the terms are on.
+    hint_connector : {'1x1', 'none'}
+        ``--hint-connector`` (:class:`gankd.terms.HintTerm`).
 
     Returns
     -------
@@ -145,7 +149,8 @@ def build_gankd_run(teacher, student, data_shape, classes, ctx, teacher_params=N
                                                                        teacher),
             'student': student, 'teacher': tcfg, 'teacher_shapes': [list(s) for s in t_shapes],
             'adapt': adapt, 'adapted_levels': backbone.adapted_levels, 'head': head,
-            'teacher_params': teacher_params}
+            'teacher_params': teacher_params, 'det_weight': float(det_weight),
+            'hint_connector': hint_connector}
     distill = list(distill)
     if distill_weights is None:
         distill_weights = [adv_weight if n == 'gan' else 1.0 for n in distill]
@@ -153,15 +158,15 @@ def build_gankd_run(teacher, student, data_shape, classes, ctx, teacher_params=N
     terms = build_terms(distill, distill_weights, t_shapes, ctx, t_head, gan_options=dict(
         lr=lr_d, clip=clip, n_critic=n_critic, input_norm=critic_norm == 'rms',
         critic_bn=critic_bn, sync_devices=len(ctx) if syncbn else 1,
-        distribution=distribution, amp=amp))
+        distribution=distribution, amp=amp), hint_options=dict(connector=hint_connector))
     # Connectors of the terms (e.g. hint's 1x1 convs) train with the student but are not
     # part of the deliverable detector; checkpoints hold them through Run.blocks().
     params = [p for p in model.collect_params().values() if p.grad_req != 'null'] + [
         p for t in terms for p in t.student_params()]
     return Run(ctx=ctx, backbone=backbone, head=s_head, save_block=model, meta=meta,
                classes=list(classes), teacher=t_backbone, terms=terms, teacher_head=t_head,
-               amp=amp, trainer=_trainer(params, optimizer, lr, momentum, wd, distribution,
-                                         amp))
+               amp=amp, det_weight=float(det_weight),
+               trainer=_trainer(params, optimizer, lr, momentum, wd, distribution, amp))
 
 
 def train_anchors(run, data_shape):

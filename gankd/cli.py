@@ -37,7 +37,9 @@ def training_parser(description, distill):
     p.add_argument('--amp', action='store_true',
                    help='mixed precision with mxnet.contrib.amp (GPUs only)')
     p.add_argument('-j', '--num-workers', type=int, default=2, help='data loader processes')
-    p.add_argument('--epochs', type=int, default=240)
+    p.add_argument('--epochs', type=int, default=240,
+                   help='0 writes the initial weights as <prefix>_last.params (a random '
+                   'teacher, for controls)')
     p.add_argument('--lr', type=float, default=1e-3, help='SGD learning rate')
     p.add_argument('--lr-decay', type=float, default=0.1)
     p.add_argument('--lr-decay-epoch', default='160,200', help='epochs at which lr decays')
@@ -89,6 +91,14 @@ def training_parser(description, distill):
                        help='BatchNorm inside the critics (DCGAN/WGAN reference critic)')
         p.add_argument('--adapt', default='mismatch', choices=['mismatch', 'all'],
                        help='1x1 adapters where channels differ, or on every level')
+        p.add_argument('--det-weight', type=float, default=1.0,
+                       help='weight of the detection loss while the distillation terms are '
+                       'on (0: the student learns through the terms alone, as in the '
+                       'feature-transfer control); fine-tuning epochs use 1')
+        p.add_argument('--hint-connector', default='1x1', choices=['1x1', 'none'],
+                       help="hint's adaptation layer: a trainable 1x1 conv per level (Chen "
+                       "et al.), or none: L2 between the maps the head receives and the "
+                       "teacher's")
         p.add_argument('--head', default='teacher', choices=['teacher', 'fresh', 'frozen'],
                        help="the head the student's maps drive: a trainable copy of the "
                        "teacher's, a newly initialised one, or the teacher's, frozen")
@@ -105,10 +115,13 @@ def seed_everything(seed):
 
 
 def _check_args(args):
-    for name in ('batch_size', 'epochs', 'data_shape'):
+    for name in ('batch_size', 'data_shape'):
         if getattr(args, name) <= 0:
             raise GankdError('--{} must be positive, got {}'.format(
                 name.replace('_', '-'), getattr(args, name)))
+    if args.epochs < 0:
+        raise GankdError('--epochs must be 0 (write the initial weights) or more, got {}'
+                         .format(args.epochs))
     if getattr(args, 'n_critic', 1) < 1:
         raise GankdError('--n-critic must be at least 1')
     if getattr(args, 'clip', 1) <= 0:
@@ -167,7 +180,8 @@ def train_from_args(args, distill):
                               adv_weight=args.adv_weight, adapt=args.adapt, head=args.head,
                               critic_norm=args.critic_norm, critic_bn=args.critic_bn,
                               distill=_split_list(args.distill, '--distill'),
-                              distill_weights=weights, **common)
+                              distill_weights=weights, det_weight=args.det_weight,
+                              hint_connector=args.hint_connector, **common)
     else:
         run = build_plain_run(args.network, args.data_shape, classes, ctx, **common)
     prefix = args.save_prefix or 'params/' + run.meta['name']

@@ -62,6 +62,10 @@ class Run:
         The teacher's own head, frozen (terms that compare predictions use it).
     amp : module or None
         ``mxnet.contrib.amp`` when training in mixed precision.
+    det_weight : float
+        Weight of the detection loss in the student's objective while the distillation
+        terms are on (``--det-weight``; 0 trains through the terms alone, the
+        feature-transfer control). Fine-tuning epochs always use 1.
     """
     ctx: List[Any]
     backbone: Any
@@ -75,6 +79,7 @@ class Run:
     loss_fn: Any = None
     teacher_head: Any = None
     amp: Any = None
+    det_weight: float = 1.0
 
     def __post_init__(self):
         if self.loss_fn is None:
@@ -213,7 +218,8 @@ def train_step(run, batch, distill=True):
             cap.cls_targets, cap.box_targets = ct, bt
         sum_loss, cls_loss, box_loss = run.loss_fn(
             [c.cls_preds for c in caps], [c.box_preds for c in caps], cls_t, box_t)
-        objectives = [l.sum() for l in sum_loss]
+        det_weight = run.det_weight if terms else 1.0
+        objectives = [det_weight * l.sum() for l in sum_loss]
         for term in terms:
             parts = [term.weight * l for l in term.losses(caps)]
             objectives = [o + p for o, p in zip(objectives, parts)]
@@ -418,7 +424,13 @@ def _fit(run, train_data, val_data, cfg, logger, metric, stop):
         with open(history_file, 'a') as f:
             f.write(json.dumps(record) + '\n')
         checkpoint(epoch + 1, counter['iteration'])
-    if state['best_params'] is None:
+    if cfg.epochs == 0:
+        # --epochs 0: the initial weights are the result (a random teacher, for controls).
+        save_detector(cfg.save_prefix + '_last.params', run.save_block,
+                      dict(run.meta, epoch=-1, mAP=None))
+        logger.info('--epochs 0: saved the initial weights to {}_last.params'.format(
+            cfg.save_prefix))
+    elif state['best_params'] is None:
         logger.info('Finished; no validation ran. Last params: {}_last.params'.format(
             cfg.save_prefix))
     else:

@@ -13,6 +13,8 @@ import math
 import os
 from collections import OrderedDict
 
+from .curves import (controls_markdown, is_control, iterations_markdown, plot_learning,
+                     read_history as _read_history)
 from .errors import GankdError
 from .published import (MODEL_ZOO, MODEL_ZOO_SOURCE, TABLE1, published_gain,
                         published_name, table_markdown)
@@ -93,8 +95,11 @@ def summarize(records):
         if r['role'] == 'teacher':
             teacher_maps.setdefault(r['teacher'], []).append(points)
             continue
-        _add_once(students, r['student'])
-        if r['teacher'] != 'none':
+        # Controls (gankd.curves) have their own section, not Table 1's rows and columns.
+        if not is_control(r) and (r['teacher'] != 'none' or not _control_only(
+                records, r['student'])):
+            _add_once(students, r['student'])
+        if r['teacher'] != 'none' and not is_control(r):
             _add_once(teachers, r['teacher'])
             _add_once(methods, r['method'])
         key = _cell_key(r['student'], r['teacher'], r['method'])
@@ -123,6 +128,14 @@ def summarize(records):
     return {'students': students, 'teachers': teachers, 'methods': methods,
             'cells': cells, 'gains': gains, 'teacher_maps': teacher_maps, 'failed': failed,
             'runs': runs}
+
+
+def _control_only(records, student):
+    """Whether every distilled record of ``student`` is a control's (the teacher's own
+    architecture, trained for the feature-transfer control)."""
+    distilled = [r for r in records if r.get('student') == student and
+                 r.get('teacher') not in (None, 'none')]
+    return bool(distilled) and all(is_control(r) for r in distilled)
 
 
 def _runs(records):
@@ -284,10 +297,11 @@ def _published_rows(summary):
     return [r for r in TABLE1.rows if r in wanted] or list(TABLE1.rows)
 
 
-def markdown(summary, name, figures=None, digits=1, results_path=None):
+def markdown(summary, name, figures=None, digits=1, results_path=None, records=None):
     """The report as Markdown text.
 
-    ``figures`` maps a caption to a path relative to the report.
+    ``figures`` maps a caption to a path relative to the report; ``records`` (the results'
+    records) adds the convergence table and the controls.
     """
     out = ['# Reproduction: {}'.format(name), '']
     if results_path:
@@ -325,6 +339,14 @@ def markdown(summary, name, figures=None, digits=1, results_path=None):
             ['', 'Model-zoo numbers: ' + MODEL_ZOO_SOURCE + '.', '']
     out += ['## ' + PUBLISHED_LABEL.capitalize(), '',
             table_markdown('table1', _published_rows(summary)), '']
+    iterations = iterations_markdown(records or [])
+    if len(iterations) > 2:
+        out += ['## Convergence: iterations to reach the baseline\'s final mAP', '',
+                'From the validations in each cell\'s history (same seed pairs as the gains).',
+                ''] + iterations + ['']
+    controls = controls_markdown(summary, records or [], digits)
+    if controls:
+        out += ['## Controls', ''] + controls
     if figures:
         out += ['## Figures', '']
         for caption, path in figures.items():
@@ -429,20 +451,6 @@ def plot_gains(summary, path):
     _save(fig, path)
 
 
-def _read_history(path):
-    records = []
-    if not path or not os.path.exists(path):
-        return records
-    with open(path) as f:
-        for line in f:
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except ValueError:
-                    continue  # a line cut by a crash: the rest is still worth plotting
-    return records
-
-
 def plot_curves(records, out_dir):
     """(c) training curves, one PNG per cell (seeds overlaid): the history keys of
     :data:`CURVE_KEYS` that the history has, per epoch. Returns the files written."""
@@ -524,13 +532,19 @@ def write_report(results, out_dir, name=None, digits=1):
     if summary['teachers'] and summary['methods']:
         plot_gains(summary, os.path.join(out_dir, name + '_gain.png'))
         figures['(b) gain per student: measured vs ' + PUBLISHED_LABEL] = name + '_gain.png'
+    learning = plot_learning(data['records'], summary['teacher_maps'],
+                             os.path.join(out_dir, name + '_learning.png'))
+    if learning:
+        figures['(d) learning curves: validation mAP against student iterations'] = \
+            name + '_learning.png'
     curves = plot_curves(data['records'], os.path.join(out_dir, name + '_curves'))
     for path in curves:
         figures['(c) training curves, ' + os.path.basename(path)[:-4]] = os.path.relpath(
             path, out_dir)
     report = os.path.join(out_dir, name + '.md')
     with open(report, 'w') as f:
-        f.write(markdown(summary, name, figures, digits, os.path.abspath(results)))
+        f.write(markdown(summary, name, figures, digits, os.path.abspath(results),
+                         records=data['records']))
     summary_file = os.path.join(out_dir, name + '_summary.json')
     with open(summary_file, 'w') as f:
         json.dump({k: v for k, v in summary.items() if k != 'failed'}, f, indent=1)

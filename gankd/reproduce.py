@@ -79,6 +79,15 @@ class Grid:
         Teacher network -> params file to use instead of training one.
     methods_flags : dict
         Method name -> extra flags (a copy of :data:`METHODS` plus ``--method``).
+    method_students : dict
+        Method -> the students it is run on (default: every one of ``students``). A
+        student named here but not in ``students`` (a control's) gets its baseline and
+        the methods that name it.
+    teacher_methods : dict
+        Teacher -> the methods it is used with (default: all).
+    student_overrides : dict
+        Student -> training flags that replace ``student_flags`` for it (baseline and
+        distilled alike, so a cell's students still share everything).
     """
     name: str
     dataset_root: str
@@ -94,6 +103,23 @@ class Grid:
     select: str = 'last'
     teacher_params: Dict[str, str] = field(default_factory=dict)
     methods_flags: Dict[str, Tuple[str, ...]] = field(default_factory=lambda: dict(METHODS))
+    method_students: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
+    teacher_methods: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
+    student_overrides: Dict[str, Dict[str, object]] = field(default_factory=dict)
+
+    def all_students(self):
+        """``students``, then the students only some methods name, in order."""
+        extra = [s for ss in self.method_students.values() for s in ss]
+        return tuple(dict.fromkeys(list(self.students) + extra))
+
+    def runs_method(self, student, teacher, method):
+        """Whether the grid has the cell (student, teacher, method)."""
+        if method in self.method_students:
+            if student not in self.method_students[method]:
+                return False
+        elif student not in self.students:
+            return False
+        return method in self.teacher_methods.get(teacher, (method,))
 
     @property
     def gpus(self):
@@ -166,7 +192,18 @@ def _check_command(command, distill, what):
     parser.parse_args(command[2:])
 
 
+RANDOM_SUFFIX = '@random'
+
+
+def teacher_network(name):
+    """The network of a grid's teacher name: ``'resnet18_v1@random'`` -> ``'resnet18_v1'``."""
+    return name[:-len(RANDOM_SUFFIX)] if name.endswith(RANDOM_SUFFIX) else name
+
+
 def _teacher_cell(grid, net):
+    """A teacher: trained by ``train_ssd.py``, given with ``--teacher-params``, or, for a
+    name ending in ``@random`` (the random-teacher control), its initial weights alone
+    (``train_ssd.py --epochs 0``)."""
     key = 'teacher/{}/seed{}'.format(net, grid.teacher_seed)
     prefix = os.path.join(grid.work_dir, 'teachers', '{}-s{}'.format(net, grid.teacher_seed),
                           'model')
@@ -174,14 +211,19 @@ def _teacher_cell(grid, net):
     if given:
         return Cell(key, 'teacher', None, net, None, grid.teacher_seed, prefix,
                     os.path.abspath(given), None)
-    command = [sys.executable, str(SCRIPTS / 'train_ssd.py'), '--network', net,
-               '--dataset-root', grid.dataset_root, '--save-prefix', prefix,
-               '--seed', str(grid.teacher_seed), '--resume', 'auto'] + flag_list(
-                   grid.teacher_flags)
+    flags = dict(grid.teacher_flags)
+    if net.endswith(RANDOM_SUFFIX):
+        flags = {k: v for k, v in flags.items() if k not in ('epochs', 'val-interval')}
+        flags['epochs'] = 0
+    command = [sys.executable, str(SCRIPTS / 'train_ssd.py'), '--network',
+               teacher_network(net), '--dataset-root', grid.dataset_root,
+               '--save-prefix', prefix, '--seed', str(grid.teacher_seed),
+               '--resume', 'auto'] + flag_list(flags)
     # A teacher's best params, as GluonCV's train_ssd.py keeps them: its quality is an
-    # input of the experiment, not the measured quantity.
+    # input of the experiment, not the measured quantity. A random one has only its last.
     return Cell(key, 'teacher', None, net, None, grid.teacher_seed, prefix,
-                prefix + '_best.params', command)
+                prefix + ('_last.params' if net.endswith(RANDOM_SUFFIX) else '_best.params'),
+                command)
 
 
 def _student_cell(grid, student, teacher_cell, method, seed, plain_flags):
@@ -192,16 +234,18 @@ def _student_cell(grid, student, teacher_cell, method, seed, plain_flags):
                           '{}-{}-{}-s{}'.format(student, teacher, method, seed), 'model')
     common = ['--dataset-root', grid.dataset_root, '--save-prefix', prefix,
               '--seed', str(seed), '--resume', 'auto']
+    student_flags = dict(grid.student_flags, **grid.student_overrides.get(student, {}))
     if teacher_cell is None:
+        flags = {k: v for k, v in student_flags.items() if k in plain_flags}
         command = [sys.executable, str(SCRIPTS / 'train_ssd.py'), '--network', student] + \
-            common + flag_list(plain_flags)
+            common + flag_list(flags)
     else:
         extra = list(grid.methods_flags[method])
         # A method's own value of a student flag (an ablation's --gan-epochs 4) replaces it.
-        flags = {k: v for k, v in grid.student_flags.items() if '--' + k not in extra}
-        command = [sys.executable, str(SCRIPTS / 'train_gankd_ssd.py'), '--teacher', teacher,
-                   '--teacher-params', teacher_cell.params, '--student', student] + \
-            common + flag_list(flags) + extra
+        flags = {k: v for k, v in student_flags.items() if '--' + k not in extra}
+        command = [sys.executable, str(SCRIPTS / 'train_gankd_ssd.py'), '--teacher',
+                   teacher_network(teacher), '--teacher-params', teacher_cell.params,
+                   '--student', student] + common + flag_list(flags) + extra
     params = '{}_{}.params'.format(prefix, grid.select)
     return Cell(key, 'distill' if teacher_cell else 'baseline', student, teacher, method,
                 seed, prefix, params, command,
@@ -209,8 +253,9 @@ def _student_cell(grid, student, teacher_cell, method, seed, plain_flags):
 
 
 def plan(grid):
-    """Every cell of ``grid`` in run order: teachers, then seed by seed each student's
-    baseline and its distilled versions.
+    """Every cell of ``grid`` in run order: teachers, then student by student (the
+    cheapest first, as listed), seed by seed, its baseline and its distilled versions;
+    a partly run grid has whole students.
 
     Raises
     ------
@@ -221,18 +266,19 @@ def plan(grid):
     if unknown:
         raise GankdError('unknown method(s) {}; known: {} (or define one with --method '
                          'NAME=FLAGS)'.format(', '.join(unknown), ', '.join(grid.methods_flags)))
-    plain_names = _known_flags(distill=False)
     # Flags only the distillation script knows (--gan-epochs) mean nothing to a baseline.
-    plain_flags = {k: v for k, v in grid.student_flags.items() if k in plain_names}
+    plain_flags = _known_flags(distill=False)
     teachers = [_teacher_cell(grid, t) for t in grid.teachers if t != 'none']
     cells = list(teachers)
-    for seed in grid.seeds:
-        for student in grid.students:
+    for student in grid.all_students():
+        for seed in grid.seeds:
             if 'none' in grid.teachers:
                 cells.append(_student_cell(grid, student, None, None, seed, plain_flags))
             for tc in teachers:
                 for method in grid.methods:
-                    cells.append(_student_cell(grid, student, tc, method, seed, plain_flags))
+                    if grid.runs_method(student, tc.teacher, method):
+                        cells.append(_student_cell(grid, student, tc, method, seed,
+                                                   plain_flags))
     for cell in cells:
         if cell.command:
             _check_command(cell.command, cell.role == 'distill', cell.key)
@@ -371,6 +417,18 @@ def _record(cell, grid, error=None):
             'finished_at': time.strftime('%Y-%m-%dT%H:%M:%S')}
 
 
+def _loop_map(params):
+    """The mAP the training loop's own validation gave these params (in the JSON beside
+    them), or None."""
+    from .detector import meta_path
+    try:
+        with open(meta_path(params)) as f:
+            value = json.load(f).get('mAP')
+    except (OSError, ValueError):
+        return None
+    return None if value is None else float(value)
+
+
 def run_cell(cell, grid, stop):
     """Train (unless given) and evaluate one cell; the record, ok or failed."""
     record = _record(cell, grid)
@@ -391,7 +449,8 @@ def run_cell(cell, grid, stop):
             record['error'] = 'evaluation failed: {}: {}'.format(type(err).__name__, err)
         else:
             record.update(status='ok', mAP=result['mAP'], per_class=result['per_class'],
-                          num_test_images=result['num_images'])
+                          num_test_images=result['num_images'],
+                          loop_mAP=_loop_map(cell.params))
         record['eval_seconds'] = time.time() - tic_eval
     record['seconds'] = time.time() - tic
     record['finished_at'] = time.strftime('%Y-%m-%dT%H:%M:%S')
@@ -581,7 +640,7 @@ def _parse_pairs(items, what):
 
 def _check_networks(names, what):
     from .ssd import FEATURE_LAYERS
-    bad = [n for n in names if n != 'none' and n not in FEATURE_LAYERS]
+    bad = [n for n in names if n != 'none' and teacher_network(n) not in FEATURE_LAYERS]
     if bad:
         raise GankdError('{}: unknown network(s) {}; known: {}'.format(
             what, ', '.join(bad), ', '.join(FEATURE_LAYERS)))
@@ -672,7 +731,10 @@ def grid_from_args(args):
                 methods=methods, seeds=seeds, teacher_flags=teacher_flags,
                 student_flags=student_flags, out=out, work_dir=work_dir,
                 teacher_seed=teacher_seed, select=args.select, teacher_params=given,
-                methods_flags=methods_flags)
+                methods_flags=methods_flags,
+                method_students=dict(bench.method_students) if bench else {},
+                teacher_methods=dict(bench.teacher_methods) if bench else {},
+                student_overrides=dict(bench.student_overrides) if bench else {})
 
 
 def main(argv=None):

@@ -49,6 +49,9 @@ def _positive_mask(cap):
     return (cap.cls_targets > 0).expand_dims(axis=-1)
 
 
+HINT_CONNECTORS = ('1x1', 'none')
+
+
 class HintTerm(DistillTerm):
     """Hint learning (FitNets), as adapted to detection by Chen et al. 2017 (seeds 001, 003).
 
@@ -71,16 +74,35 @@ class HintTerm(DistillTerm):
     student_channels : list of int or None
         Channels of the student's maps; None means the teacher's (the maps in
         :class:`Captures` are already adapted to the teacher's channels).
+    connector : {'1x1', 'none'}
+        ``--hint-connector``. ``'none'`` compares the maps the head receives with the
+        teacher's directly, ``mean((s - t) ** 2)``: only then does a student that
+        satisfies the hint give the teacher's head the teacher's own input. With a
+        trainable 1x1 connector the hint can be met by ``conv(s)`` alone (measured: a
+        student of the teacher's architecture, trained on hint alone into the teacher's
+        frozen head, brought ``conv(s)`` to the teacher's detection loss, 2.99 against
+        2.97, while ``s`` itself stayed at 6.30, its connectors 0.6 to 0.85 away from the
+        identity in relative norm).
     """
     name = 'Loss_hint'
 
-    def __init__(self, shapes, ctx, weight=1.0, student_channels=None):
+    def __init__(self, shapes, ctx, weight=1.0, student_channels=None, connector='1x1'):
         super(HintTerm, self).__init__(weight)
         out_channels = [int(s[0]) for s in shapes]
         in_channels = list(student_channels) if student_channels else out_channels
         if len(in_channels) != len(out_channels):
             raise GankdError('HintTerm: {} student levels for {} teacher levels'.format(
                 len(in_channels), len(out_channels)))
+        if connector not in HINT_CONNECTORS:
+            raise GankdError('hint connector must be one of {}, got {!r}'.format(
+                ', '.join(HINT_CONNECTORS), connector))
+        if connector == 'none' and in_channels != out_channels:
+            raise GankdError('hint without connector needs the teacher\'s channels on every '
+                             'level; the student has {}, the teacher {}'.format(
+                                 in_channels, out_channels))
+        self.connectors = None
+        if connector == 'none':
+            return
         self.connectors = nn.HybridSequential(prefix='hint_')
         with self.connectors.name_scope():
             for cin, cout in zip(in_channels, out_channels):
@@ -94,14 +116,15 @@ class HintTerm(DistillTerm):
 
     def loss(self, cap):
         # detach: the teacher is a fixed target even if its maps were recorded.
+        convs = self.connectors or [lambda s: s] * len(cap.student_maps)
         return sum(mx.nd.square(conv(s) - t.detach()).mean()
-                   for conv, s, t in zip(self.connectors, cap.student_maps, cap.teacher_maps))
+                   for conv, s, t in zip(convs, cap.student_maps, cap.teacher_maps))
 
     def student_params(self):
-        return list(self.connectors.collect_params().values())
+        return list(self.connectors.collect_params().values()) if self.connectors else []
 
     def blocks(self):
-        return {'hint_connectors': self.connectors}
+        return {'hint_connectors': self.connectors} if self.connectors else {}
 
 
 class SoftLabelTerm(DistillTerm):
@@ -323,7 +346,8 @@ TERM_NAMES = ('gan', 'hint', 'soft', 'bounded', 'crosshead', 'di', 'cosine')
 _NEEDS_TEACHER_HEAD = ('crosshead', 'di')
 
 
-def build_terms(names, weights, shapes, ctx, teacher_head, gan_options=None):
+def build_terms(names, weights, shapes, ctx, teacher_head, gan_options=None,
+                hint_options=None):
     """The distillation terms named on the command line, in the given order.
 
     Parameters
@@ -340,6 +364,8 @@ def build_terms(names, weights, shapes, ctx, teacher_head, gan_options=None):
     gan_options : dict or None
         Keyword arguments of :class:`gankd.distill.AdversarialTerm` besides shapes, ctx
         and weight (``lr``, ``clip``, ``n_critic``, ...).
+    hint_options : dict or None
+        Keyword arguments of :class:`HintTerm` (``connector``).
 
     Returns
     -------
@@ -369,7 +395,7 @@ def build_terms(names, weights, shapes, ctx, teacher_head, gan_options=None):
             ', '.join(n for n in names if n in _NEEDS_TEACHER_HEAD)))
     factories = {
         'gan': lambda w: AdversarialTerm(shapes, ctx, weight=w, **(gan_options or {})),
-        'hint': lambda w: HintTerm(shapes, ctx, weight=w),
+        'hint': lambda w: HintTerm(shapes, ctx, weight=w, **(hint_options or {})),
         'soft': lambda w: SoftLabelTerm(weight=w),
         'bounded': lambda w: BoundedRegressionTerm(weight=w),
         'crosshead': lambda w: CrossHeadTerm(teacher_head, weight=w),

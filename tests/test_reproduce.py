@@ -304,3 +304,118 @@ def test_bad_input_is_one_line(tmp_path, script, args, message):
     proc = run_script(script, *args, cwd=tmp_path)
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr, proc.stderr
+
+
+def test_plan_runs_students_whole_and_restricts_methods_and_controls(tmp_path):
+    """Students in the order given, each whole (seeds, baseline, methods) before the next;
+    a method limited to some students; a control's student that is not a Table 1 student
+    gets its baseline and the control only; a random teacher is its initial weights."""
+    from gankd.reproduce import Grid, METHODS, plan
+    grid = Grid(name='g', dataset_root=str(tmp_path), teachers=('none', 'resnet18_v1',
+                                                                'resnet18_v1@random'),
+                students=('mobilenet0.25', 'mobilenet1.0'), methods=('gan', 'hint',
+                                                                     'control-hint'),
+                seeds=(0, 1), teacher_flags={'epochs': 3, 'val-interval': 1},
+                student_flags={'epochs': 2, 'gan-epochs': 2}, out=str(tmp_path / 'r.json'),
+                work_dir=str(tmp_path / 'w'),
+                methods_flags=dict(METHODS, **{'control-hint': ('--distill', 'hint',
+                                                                '--det-weight', '0')}),
+                method_students={'hint': ('mobilenet0.25',),
+                                 'control-hint': ('resnet18_v1',)},
+                teacher_methods={'resnet18_v1@random': ('hint',)},
+                student_overrides={'mobilenet0.25': {'epochs': 4}})
+    cells = plan(grid)
+    keys = [c.key for c in cells]
+    assert keys[:2] == ['teacher/resnet18_v1/seed233', 'teacher/resnet18_v1@random/seed233']
+    per_student = [k.split('/')[0] for k in keys[2:]]
+    assert per_student == sorted(per_student, key=['mobilenet0.25', 'mobilenet1.0',
+                                                   'resnet18_v1'].index)
+    assert keys[2:7] == ['mobilenet0.25/none/baseline/seed0',
+                         'mobilenet0.25/resnet18_v1/gan/seed0',
+                         'mobilenet0.25/resnet18_v1/hint/seed0',
+                         'mobilenet0.25/resnet18_v1@random/hint/seed0',
+                         'mobilenet0.25/none/baseline/seed1']
+    assert [k for k in keys if k.startswith('mobilenet1.0/')] == [
+        'mobilenet1.0/none/baseline/seed0', 'mobilenet1.0/resnet18_v1/gan/seed0',
+        'mobilenet1.0/none/baseline/seed1', 'mobilenet1.0/resnet18_v1/gan/seed1']
+    assert [k for k in keys if k.startswith('resnet18_v1/')] == [
+        'resnet18_v1/none/baseline/seed0', 'resnet18_v1/resnet18_v1/control-hint/seed0',
+        'resnet18_v1/none/baseline/seed1', 'resnet18_v1/resnet18_v1/control-hint/seed1']
+    random = cells[1]
+    flags = random.command[2:]
+    assert flags[flags.index('--network') + 1] == 'resnet18_v1'
+    assert flags[flags.index('--epochs') + 1] == '0' and '--val-interval' not in flags
+    assert random.params.endswith('_last.params')
+    distilled = next(c for c in cells if c.key == 'mobilenet0.25/resnet18_v1@random/hint/seed0')
+    assert distilled.command[distilled.command.index('--teacher') + 1] == 'resnet18_v1'
+    assert distilled.command[distilled.command.index('--teacher-params') + 1] == random.params
+    # The student's own flags reach its baseline and its distilled cells alike.
+    for c in cells:
+        if c.student:
+            epochs = c.command[c.command.index('--epochs') + 1]
+            assert epochs == ('4' if c.student == 'mobilenet0.25' else '2'), c.key
+
+
+def test_epochs_zero_writes_the_initial_weights(tmp_path, voc_root):
+    prefix = str(tmp_path / 'random')
+    proc = run_script('train_ssd.py', '--network', 'mobilenet0.25', '--data-shape', DATA_SHAPE,
+                      '--dataset-root', voc_root, '--epochs', 0, '-j', 0, '--batch-size', 8,
+                      '--save-prefix', prefix)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 'saved the initial weights' in proc.stderr
+    ev = run_script('eval_voc.py', '--params', prefix + '_last.params', '--dataset-root',
+                    voc_root)
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    assert 0.0 <= float(ev.stdout.strip().splitlines()[-1].split('=')[1]) < 0.1
+
+
+def _history(path, points):
+    """A history file with one validated epoch per (iteration, mAP)."""
+    path.write_text(''.join(json.dumps({'epoch': e, 'iteration': it, 'mAP': m}) + '\n'
+                            for e, (it, m) in enumerate(points)))
+    return str(path)
+
+
+def test_report_convergence_and_controls(tmp_path):
+    """Iterations to the baseline's final mAP, paired by seed; the controls' section with
+    its pass/fail verdict; controls kept out of Table 1's rows and columns."""
+    from gankd.curves import iterations_to_reach
+    from gankd.report import summarize, write_report
+    h = lambda name, pts: _history(tmp_path / (name + '.jsonl'), pts)  # noqa: E731
+    records = [
+        dict(_record('mobilenet0.25', 'none', 'baseline', 0, 0.30),
+             history=h('b0', [(100, 0.1), (200, 0.2), (300, 0.3)])),
+        dict(_record('mobilenet0.25', 'none', 'baseline', 1, 0.40),
+             history=h('b1', [(100, 0.2), (200, 0.3), (300, 0.4)])),
+        dict(_record('mobilenet0.25', 'resnet18_v1', 'gan', 0, 0.35),
+             history=h('g0', [(100, 0.2), (200, 0.31), (300, 0.35)])),
+        dict(_record('mobilenet0.25', 'resnet18_v1', 'gan', 1, 0.38),
+             history=h('g1', [(100, 0.2), (200, 0.3), (300, 0.38)])),
+        dict(_record('resnet18_v1', 'none', 'baseline', 0, 0.20), history=None),
+        _record('resnet18_v1', 'resnet18_v1', 'control-hint', 0, 0.45),
+        _record('mobilenet0.25', 'resnet18_v1@random', 'gan', 0, 0.28),
+        {'key': 'teacher/resnet18_v1/seed233', 'role': 'teacher', 'student': None,
+         'teacher': 'resnet18_v1', 'method': None, 'seed': 233, 'status': 'ok',
+         'mAP': 0.5, 'loop_mAP': 0.5, 'history': None},
+    ]
+    reach = iterations_to_reach(records)
+    gan = reach[('mobilenet0.25', 'resnet18_v1', 'gan')]
+    assert gan['seeds'] == {0: 200, 1: None}  # seed 1 ends at 38 < its baseline's 40
+    assert gan['baseline_iterations'] == {0: 300, 1: 300}
+    s = summarize(records)
+    assert s['teachers'] == ['resnet18_v1'] and s['methods'] == ['gan']
+    assert s['students'] == ['mobilenet0.25']  # resnet18_v1 is only the control's student
+    results = tmp_path / 'r.json'
+    results.write_text(json.dumps({'records': records}))
+    out = write_report(str(results), str(tmp_path / 'rep'), name='c')
+    text = Path(out['report']).read_text()
+    assert ('| mobilenet0.25 | resnet18_v1 | gan | seed 0: 200, seed 1: not reached | 300 | '
+            '1 of 2 |') in text
+    # 45 / 50 = 90% of the teacher: passes; the baseline of the same updates is 20.
+    assert ('| resnet18_v1 | resnet18_v1 | control-hint | 45.0 (n=1) | 50.0 (n=1) | 90% | '
+            '20.0 (n=1) | +25.0 (1 pair) | yes |') in text
+    assert '| mobilenet0.25 | resnet18_v1@random | gan | 28.0 (n=1) |' in text
+    assert '| resnet18_v1 | 50.0 | 50.0 | +0.00 |' in text
+    learning = tmp_path / 'rep' / 'c_learning.png'
+    assert learning.is_file() and _png_size(learning)[0] > 300
+    assert '(c_learning.png)' in text
