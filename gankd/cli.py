@@ -41,6 +41,8 @@ def training_parser(description, distill):
                    help='0 writes the initial weights as <prefix>_last.params (a random '
                    'teacher, for controls)')
     p.add_argument('--lr', type=float, default=1e-3, help='SGD learning rate')
+    p.add_argument('--warmup-iters', type=int, default=0,
+                   help='raise the learning rate linearly from 0 over the first N iterations')
     p.add_argument('--lr-decay', type=float, default=0.1)
     p.add_argument('--lr-decay-epoch', default='160,200', help='epochs at which lr decays')
     p.add_argument('--optimizer', default='sgd', choices=['sgd', 'adam'],
@@ -208,6 +210,7 @@ def train_from_args(args, distill):
                       start_epoch=args.start_epoch, resume=args.resume,
                       keep_checkpoints=args.keep_checkpoints, seed=args.seed,
                       checkpoint_interval=args.checkpoint_interval,
+                      warmup_iters=args.warmup_iters,
                       progress=args.progress)
     return fit(run, train_data, val_data, cfg, logger, metric=metric)
 

@@ -119,6 +119,7 @@ class TrainConfig:
     nms_topk: int = 400
     seed: int = 233
     progress: bool = False
+    warmup_iters: int = 0
 
 
 def split(data, ctx, even=True):
@@ -242,13 +243,17 @@ def train_step(run, batch, distill=True):
 
 
 def train_one_epoch(run, loader, epoch, distill=True, log_interval=100, logger=None,
-                    start_iteration=0, on_iteration=None, progress=False, stop=None):
+                    start_iteration=0, on_iteration=None, progress=False, stop=None,
+                    warmup=None):
     """Train one epoch. Returns ``(mean losses, iterations done, samples/sec)``.
 
     ``on_iteration(iteration)`` is called after every iteration (checkpointing hooks);
     ``progress`` shows a tqdm bar; ``stop`` (:class:`gankd.stopping.StopSignals`) is
     checked before the first iteration and after every one, and raises
-    :class:`gankd.stopping.StopRequested` once a stop signal has arrived.
+    :class:`gankd.stopping.StopRequested` once a stop signal has arrived. ``warmup``
+    ``(iterations, lr)``: the student's learning rate rises linearly to ``lr`` over the
+    run's first ``iterations`` iterations (counted from the run's start, so a resumed
+    run continues the same ramp).
     """
     logger = logger or logging.getLogger('gankd')
     if stop is not None:
@@ -259,6 +264,8 @@ def train_one_epoch(run, loader, epoch, distill=True, log_interval=100, logger=N
     iteration = start_iteration
     bar = tqdm(loader, desc='epoch {}'.format(epoch), leave=False, disable=not progress)
     for i, batch in enumerate(bar):
+        if warmup and warmup[0] and iteration <= warmup[0]:
+            run.trainer.set_learning_rate(warmup[1] * min(1.0, (iteration + 1) / warmup[0]))
         try:
             values = train_step(run, batch, distill)
         except DivergenceError as err:
@@ -466,7 +473,8 @@ def _train_and_validate(run, train_data, val_data, cfg, epoch, gan_epochs, count
 
     losses, _, speed = train_one_epoch(
         run, train_data, epoch, distill, cfg.log_interval, logger, counter['iteration'],
-        on_iteration=on_iteration, progress=cfg.progress, stop=stop)
+        on_iteration=on_iteration, progress=cfg.progress, stop=stop,
+        warmup=(cfg.warmup_iters, lr))
     record = {'epoch': epoch, 'lr': lr, 'stage': 'distill' if distill else 'detection',
               'iteration': counter['iteration'], 'speed': speed, 'time': time.time() - tic}
     if skip:

@@ -161,3 +161,19 @@ def test_plain_training_script_writes_a_loadable_ssd(voc_root, tmp_path):
     assert meta['kind'] == 'ssd'
     net = build_ssd(**ssd_config('mobilenet0.25', DATA_SHAPE, meta['ssd']['classes']))
     net.load_parameters(best)
+
+
+def test_warmup_raises_the_learning_rate_linearly_over_the_first_iterations(voc_root):
+    from gankd.builders import build_plain_run
+    from gankd.engine import train_one_epoch
+    train_set, _, classes = voc_datasets(voc_root)
+    run = build_plain_run(STUDENT, DATA_SHAPE, classes, [mx.cpu()], lr=0.01, optimizer='adam')
+    loader = train_loader(train_set, train_anchors(run, DATA_SHAPE), DATA_SHAPE, 4)
+    seen = []
+    for epoch, start in ((0, 0), (1, 4)):
+        loader.set_epoch(epoch)
+        train_one_epoch(run, loader, epoch, log_interval=0, start_iteration=start,
+                        warmup=(6, 0.01),
+                        on_iteration=lambda it: seen.append(run.trainer.learning_rate))
+    # 16 images in batches of 4: 4 iterations an epoch; the ramp spans the epoch boundary.
+    assert seen == pytest.approx([0.01 * k / 6 for k in range(1, 7)] + [0.01, 0.01])
