@@ -58,6 +58,8 @@ class Benchmark:
     teacher_methods : dict
         Teacher -> the methods it is used with (default: all); e.g. a random teacher
         (``'NET@random'``) with one method.
+    teacher_students : dict
+        Teacher -> the students it teaches (default: all).
     student_overrides : dict
         Student -> flags replacing ``student_flags`` for that student's cells.
     """
@@ -74,6 +76,7 @@ class Benchmark:
     method_flags: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
     method_students: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
     teacher_methods: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
+    teacher_students: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
     student_overrides: Dict[str, Dict[str, object]] = field(default_factory=dict)
 
 

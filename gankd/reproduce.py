@@ -85,6 +85,8 @@ class Grid:
         the methods that name it.
     teacher_methods : dict
         Teacher -> the methods it is used with (default: all).
+    teacher_students : dict
+        Teacher -> the students it teaches (default: all).
     student_overrides : dict
         Student -> training flags that replace ``student_flags`` for it (baseline and
         distilled alike, so a cell's students still share everything).
@@ -105,6 +107,7 @@ class Grid:
     methods_flags: Dict[str, Tuple[str, ...]] = field(default_factory=lambda: dict(METHODS))
     method_students: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
     teacher_methods: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
+    teacher_students: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
     student_overrides: Dict[str, Dict[str, object]] = field(default_factory=dict)
 
     def all_students(self):
@@ -119,7 +122,8 @@ class Grid:
                 return False
         elif student not in self.students:
             return False
-        return method in self.teacher_methods.get(teacher, (method,))
+        return (method in self.teacher_methods.get(teacher, (method,)) and
+                student in self.teacher_students.get(teacher, (student,)))
 
     @property
     def gpus(self):
@@ -734,6 +738,7 @@ def grid_from_args(args):
                 methods_flags=methods_flags,
                 method_students=dict(bench.method_students) if bench else {},
                 teacher_methods=dict(bench.teacher_methods) if bench else {},
+                teacher_students=dict(bench.teacher_students) if bench else {},
                 student_overrides=dict(bench.student_overrides) if bench else {})
 
 

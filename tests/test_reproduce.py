@@ -322,7 +322,8 @@ def test_plan_runs_students_whole_and_restricts_methods_and_controls(tmp_path):
                                                                 '--det-weight', '0')}),
                 method_students={'hint': ('mobilenet0.25',),
                                  'control-hint': ('resnet18_v1',)},
-                teacher_methods={'resnet18_v1@random': ('hint',)},
+                teacher_methods={'resnet18_v1@random': ('gan',)},
+                teacher_students={'resnet18_v1@random': ('mobilenet0.25',)},
                 student_overrides={'mobilenet0.25': {'epochs': 4}})
     cells = plan(grid)
     keys = [c.key for c in cells]
@@ -333,7 +334,7 @@ def test_plan_runs_students_whole_and_restricts_methods_and_controls(tmp_path):
     assert keys[2:7] == ['mobilenet0.25/none/baseline/seed0',
                          'mobilenet0.25/resnet18_v1/gan/seed0',
                          'mobilenet0.25/resnet18_v1/hint/seed0',
-                         'mobilenet0.25/resnet18_v1@random/hint/seed0',
+                         'mobilenet0.25/resnet18_v1@random/gan/seed0',
                          'mobilenet0.25/none/baseline/seed1']
     assert [k for k in keys if k.startswith('mobilenet1.0/')] == [
         'mobilenet1.0/none/baseline/seed0', 'mobilenet1.0/resnet18_v1/gan/seed0',
@@ -346,7 +347,7 @@ def test_plan_runs_students_whole_and_restricts_methods_and_controls(tmp_path):
     assert flags[flags.index('--network') + 1] == 'resnet18_v1'
     assert flags[flags.index('--epochs') + 1] == '0' and '--val-interval' not in flags
     assert random.params.endswith('_last.params')
-    distilled = next(c for c in cells if c.key == 'mobilenet0.25/resnet18_v1@random/hint/seed0')
+    distilled = next(c for c in cells if c.key == 'mobilenet0.25/resnet18_v1@random/gan/seed0')
     assert distilled.command[distilled.command.index('--teacher') + 1] == 'resnet18_v1'
     assert distilled.command[distilled.command.index('--teacher-params') + 1] == random.params
     # The student's own flags reach its baseline and its distilled cells alike.
