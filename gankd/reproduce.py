@@ -90,6 +90,8 @@ class Grid:
     student_overrides : dict
         Student -> training flags that replace ``student_flags`` for it (baseline and
         distilled alike, so a cell's students still share everything).
+    student_seeds : dict
+        Student -> its seeds, instead of ``seeds`` (a costly control's student).
     """
     name: str
     dataset_root: str
@@ -109,6 +111,7 @@ class Grid:
     teacher_methods: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
     teacher_students: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
     student_overrides: Dict[str, Dict[str, object]] = field(default_factory=dict)
+    student_seeds: Dict[str, Tuple[int, ...]] = field(default_factory=dict)
 
     def all_students(self):
         """``students``, then the students only some methods name, in order."""
@@ -275,7 +278,7 @@ def plan(grid):
     teachers = [_teacher_cell(grid, t) for t in grid.teachers if t != 'none']
     cells = list(teachers)
     for student in grid.all_students():
-        for seed in grid.seeds:
+        for seed in grid.student_seeds.get(student, grid.seeds):
             if 'none' in grid.teachers:
                 cells.append(_student_cell(grid, student, None, None, seed, plain_flags))
             for tc in teachers:
@@ -739,6 +742,7 @@ def grid_from_args(args):
                 method_students=dict(bench.method_students) if bench else {},
                 teacher_methods=dict(bench.teacher_methods) if bench else {},
                 teacher_students=dict(bench.teacher_students) if bench else {},
+                student_seeds=dict(bench.student_seeds) if bench else {},
                 student_overrides=dict(bench.student_overrides) if bench else {})
 
 
