@@ -175,10 +175,10 @@ MINI_VOC_ABLATION = replace(
 #   flag (and so updates, schedule and data);
 # - methods: GAN-KD at the default (adv-weight 0.1) and CrossKD on every student; GAN-KD
 #   with the published weight 1 and hint (Chen et al.) on the cheapest;
-# - controls: the feature-transfer control (a resnet18_v1 student, the teacher's own
-#   architecture, trained through hint alone, no connector, into the teacher's frozen
-#   head; one seed, against its own baseline) and GAN-KD from an untrained resnet18_v1 on
-#   the cheapest student.
+# - controls: the feature-transfer control, run first after the teachers (a resnet18_v1
+#   student, the teacher's own architecture, trained through hint alone, no connector,
+#   into the teacher's frozen head; one seed, against its own baseline), and GAN-KD from
+#   an untrained resnet18_v1 on the cheapest student.
 # ---------------------------------------------------------------------------------------
 CONTROL_HINT = ('--distill', 'hint', '--hint-connector', 'none', '--head', 'frozen',
                 '--det-weight', '0')

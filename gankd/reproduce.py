@@ -114,9 +114,12 @@ class Grid:
     student_seeds: Dict[str, Tuple[int, ...]] = field(default_factory=dict)
 
     def all_students(self):
-        """``students``, then the students only some methods name, in order."""
-        extra = [s for ss in self.method_students.values() for s in ss]
-        return tuple(dict.fromkeys(list(self.students) + extra))
+        """The students in run order: first those only some methods name (a control's
+        student: the controls decide what every other number means, so they run first),
+        then ``students`` as listed."""
+        extra = [s for ss in self.method_students.values() for s in ss
+                 if s not in self.students]
+        return tuple(dict.fromkeys(extra + list(self.students)))
 
     def runs_method(self, student, teacher, method):
         """Whether the grid has the cell (student, teacher, method)."""
@@ -260,9 +263,9 @@ def _student_cell(grid, student, teacher_cell, method, seed, plain_flags):
 
 
 def plan(grid):
-    """Every cell of ``grid`` in run order: teachers, then student by student (the
-    cheapest first, as listed), seed by seed, its baseline and its distilled versions;
-    a partly run grid has whole students.
+    """Every cell of ``grid`` in run order: teachers, then student by student (a
+    control's student first, then the others as listed, cheapest first), seed by seed,
+    its baseline and its distilled versions; a partly run grid has whole students.
 
     Raises
     ------

@@ -324,14 +324,16 @@ def test_plan_runs_students_whole_and_restricts_methods_and_controls(tmp_path):
                                  'control-hint': ('resnet18_v1',)},
                 teacher_methods={'resnet18_v1@random': ('gan',)},
                 teacher_students={'resnet18_v1@random': ('mobilenet0.25',)},
-                student_overrides={'mobilenet0.25': {'epochs': 4}})
+                student_overrides={'mobilenet0.25': {'epochs': 4}},
+                student_seeds={'resnet18_v1': (0, 5)})
     cells = plan(grid)
     keys = [c.key for c in cells]
     assert keys[:2] == ['teacher/resnet18_v1/seed233', 'teacher/resnet18_v1@random/seed233']
     per_student = [k.split('/')[0] for k in keys[2:]]
-    assert per_student == sorted(per_student, key=['mobilenet0.25', 'mobilenet1.0',
-                                                   'resnet18_v1'].index)
-    assert keys[2:7] == ['mobilenet0.25/none/baseline/seed0',
+    # The control's student first: the controls decide what the rest means.
+    assert per_student == sorted(per_student, key=['resnet18_v1', 'mobilenet0.25',
+                                                   'mobilenet1.0'].index)
+    assert keys[6:11] == ['mobilenet0.25/none/baseline/seed0',
                          'mobilenet0.25/resnet18_v1/gan/seed0',
                          'mobilenet0.25/resnet18_v1/hint/seed0',
                          'mobilenet0.25/resnet18_v1@random/gan/seed0',
@@ -339,9 +341,9 @@ def test_plan_runs_students_whole_and_restricts_methods_and_controls(tmp_path):
     assert [k for k in keys if k.startswith('mobilenet1.0/')] == [
         'mobilenet1.0/none/baseline/seed0', 'mobilenet1.0/resnet18_v1/gan/seed0',
         'mobilenet1.0/none/baseline/seed1', 'mobilenet1.0/resnet18_v1/gan/seed1']
-    assert [k for k in keys if k.startswith('resnet18_v1/')] == [
+    assert keys[2:6] == [
         'resnet18_v1/none/baseline/seed0', 'resnet18_v1/resnet18_v1/control-hint/seed0',
-        'resnet18_v1/none/baseline/seed1', 'resnet18_v1/resnet18_v1/control-hint/seed1']
+        'resnet18_v1/none/baseline/seed5', 'resnet18_v1/resnet18_v1/control-hint/seed5']
     random = cells[1]
     flags = random.command[2:]
     assert flags[flags.index('--network') + 1] == 'resnet18_v1'
