@@ -7,6 +7,7 @@ and ``PREFIX-0000.params``, loadable by ``mx.gluon.SymbolBlock.imports`` without
 package), pictures of its detections drawn by GluonCV's ``plot_bbox``, and the latency,
 throughput and size of that exported graph.
 """
+import importlib.util
 import json
 import os
 import statistics
@@ -126,11 +127,9 @@ def export_onnx(params_file, out, ctx=mx.cpu()):
     Needs the ``onnx`` package, which this project does not install: without it this
     raises a :class:`GankdError` before anything is written.
     """
-    try:
-        import onnx  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec('onnx') is None:
         raise GankdError("--onnx needs the 'onnx' package, which is not installed "
-                         '(pip install onnx); the MXNet export was not written') from None
+                         '(pip install onnx); the MXNet export was not written')
     prefix = os.path.splitext(out)[0] + '-raw'
     meta, sym, params = export_detector(params_file, prefix, preprocess=False, raw=True,
                                         ctx=ctx)
