@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 import warnings
@@ -227,7 +228,6 @@ def demo(params_file, images, out_dir, thresh=0.5, ctx=mx.cpu()):
     """Detect objects in ``images``, draw them into ``out_dir/<stem>.png`` and yield one
     line per detection: ``image class score xmin ymin xmax ymax`` (boxes in the image's
     pixels, best first per image)."""
-    import sys
     stems = [os.path.splitext(os.path.basename(i))[0] for i in images]
     if len(set(stems)) < len(stems):
         raise GankdError('two images have the same name; their pictures would overwrite '

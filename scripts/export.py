@@ -25,7 +25,8 @@ def main():
                    'default (B, H, W, 3) pixels in [0, 255]')
     p.add_argument('--onnx', action='store_true',
                    help='also write PREFIX.onnx: backbone and raw head outputs (class scores, '
-                   "box offsets, anchors; no NMS); needs the onnx package")
+                   "box offsets, anchors; no NMS; the MXNet graph it comes from as PREFIX-raw-*); "
+                   'needs the onnx package')
     args = p.parse_args()
     from gankd.inference import data_shape_of, export_detector, export_onnx
     if args.onnx:

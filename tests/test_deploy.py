@@ -265,3 +265,16 @@ def test_eval_voc_without_flags_errors(teacher_params, tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('eval_voc.py: error: ')
     assert 'pass --dataset-root' in lines[0]
+
+
+def test_export_without_preprocessing_takes_the_normalised_tensor(student_params, tmp_path):
+    from gankd.inference import export_detector
+    meta, sym, params = export_detector(student_params, str(tmp_path / 'raw'), preprocess=False)
+    # GluonCV's export_block removes box_encode; training in this process needs it back.
+    assert 'box_encode' in mx.sym.contrib.__dict__
+    net = mx.gluon.SymbolBlock.imports(sym, ['data'], params)
+    assert not [k for k in mx.nd.load(params) if 'defaultpreprocess' in k]
+    x = mx.nd.random.normal(shape=(2, 3, DATA_SHAPE, DATA_SHAPE))
+    _, backbone, head = load_detector(student_params)
+    for got, want in zip(net(x), head(backbone(x))):
+        np.testing.assert_allclose(got.asnumpy(), want.asnumpy(), rtol=1e-5, atol=1e-4)
