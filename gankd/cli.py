@@ -4,6 +4,7 @@ Scripts only parse flags and call :func:`train_from_args`; the loop lives in
 :mod:`gankd.engine`.
 """
 import argparse
+import os
 import random
 import sys
 
@@ -186,6 +187,8 @@ def train_from_args(args, distill):
                               hint_connector=args.hint_connector, **common)
     else:
         run = build_plain_run(args.network, args.data_shape, classes, ctx, **common)
+    # Recorded beside every params file, so eval_voc.py needs no flags.
+    run.meta['dataset_root'] = os.path.abspath(args.dataset_root)
     prefix = args.save_prefix or 'params/' + run.meta['name']
     if dist.rank > 0:
         # Workers hold identical weights; each keeps its own checkpoints (so no shared file

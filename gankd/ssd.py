@@ -204,7 +204,12 @@ class SSDHead(HybridBlock):
             self._graph_is_training = training
         return super(SSDHead, self).forward(list(features))
 
-    def hybrid_forward(self, F, features):
+    def raw_outputs(self, F, features):
+        """``(cls_preds, box_preds, anchors)`` before decoding and NMS, in any mode.
+
+        What the head's predictors give; :mod:`gankd.inference` exports it for runtimes
+        whose NMS differs from MXNet's.
+        """
         cls_preds = [F.flatten(F.transpose(cp(feat), (0, 2, 3, 1)))
                      for feat, cp in zip(features, self.class_predictors)]
         box_preds = [F.flatten(F.transpose(bp(feat), (0, 2, 3, 1)))
@@ -214,6 +219,10 @@ class SSDHead(HybridBlock):
         cls_preds = F.concat(*cls_preds, dim=1).reshape((0, -1, self.num_classes + 1))
         box_preds = F.concat(*box_preds, dim=1).reshape((0, -1, 4))
         anchors = F.concat(*anchors, dim=1).reshape((1, -1, 4))
+        return [cls_preds, box_preds, anchors]
+
+    def hybrid_forward(self, F, features):
+        cls_preds, box_preds, anchors = self.raw_outputs(F, features)
         if autograd.is_training():
             return [cls_preds, box_preds, anchors]
         bboxes = self.bbox_decoder(box_preds, anchors)

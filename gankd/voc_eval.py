@@ -3,10 +3,61 @@ import json
 import os
 
 from .data import val_loader, voc_datasets
-from .detector import load_detector
+from .detector import load_detector, meta_path
 from .engine import evaluate
+from .errors import GankdError
 
-__all__ = ['evaluate_params', 'format_table']
+__all__ = ['evaluate_params', 'format_table', 'newest_best_params', 'choose_params']
+
+
+def newest_best_params(root='params'):
+    """The most recently written ``*_best.params`` under ``root`` (recursively), or None."""
+    found = []
+    for folder, _, files in os.walk(root):
+        found += [os.path.join(folder, f) for f in files if f.endswith('_best.params')]
+    return max(found, key=os.path.getmtime) if found else None
+
+
+def choose_params(params=None, dataset_root=None, search='params'):
+    """What ``eval_voc.py`` evaluates when flags are left out.
+
+    Parameters
+    ----------
+    params : str or None
+        ``--params``; None: the newest ``*_best.params`` under ``search``.
+    dataset_root : str or None
+        ``--dataset-root``; None: the root recorded at training time in the JSON beside
+        the params file.
+
+    Returns
+    -------
+    (str, str, list of str)
+        The params file, the dataset root, and what was chosen, said in words.
+    """
+    said = []
+    if params is None:
+        params = newest_best_params(search)
+        if params is None:
+            raise GankdError('no --params given and no *_best.params under {}/'.format(
+                os.path.abspath(search)))
+        said.append('evaluating the newest *_best.params: {}'.format(params))
+    if dataset_root is None:
+        mpath = meta_path(params)
+        if not os.path.isfile(params):
+            raise GankdError('params file not found: {}'.format(params))
+        if not os.path.isfile(mpath):
+            raise GankdError('{} has no architecture file beside it (expected {})'.format(
+                params, mpath))
+        try:
+            with open(mpath) as f:
+                dataset_root = json.load(f).get('dataset_root')
+        except ValueError as err:
+            raise GankdError('{} is not valid JSON: {}'.format(mpath, err)) from None
+        if dataset_root is None:
+            raise GankdError('{} does not record the dataset it was trained on; pass '
+                             '--dataset-root'.format(params))
+        said.append('on the dataset it was trained on: {}'.format(dataset_root))
+    return params, dataset_root, said
 
 
 def evaluate_params(params, dataset_root, ctx, batch_size=8, num_workers=0, progress=False):

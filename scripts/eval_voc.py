@@ -1,10 +1,15 @@
 """Evaluate a saved SSD or GAN-KD student: VOC07 11-point mAP at IoU 0.5.
 
-Example:
+Without --params: the newest *_best.params under params/; without --dataset-root: the
+dataset recorded beside the params file at training time.
+
+Examples:
+    python scripts/eval_voc.py
     python scripts/eval_voc.py --params params/ssd_512_mobilenet1.0_gankd_from_resnet50_v1_best.params \
         --dataset-root ~/VOCdevkit --gpus 0
 """
 import argparse
+import sys
 
 import _path  # noqa: F401
 from gankd.cli import main_guard
@@ -12,8 +17,10 @@ from gankd.cli import main_guard
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--params', required=True, help='params file (JSON beside it)')
-    p.add_argument('--dataset-root', default='data/synthetic_voc')
+    p.add_argument('--params', default=None, help='params file (JSON beside it); default: '
+                   'the newest *_best.params under params/')
+    p.add_argument('--dataset-root', default=None,
+                   help='default: the dataset the params were trained on (from their JSON)')
     p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--gpus', default='', help="GPU ids; '' evaluates on the CPU")
     p.add_argument('--cpu-contexts', type=int, default=1)
@@ -21,8 +28,11 @@ def main():
     p.add_argument('--json', default=None, help='also write the numbers to this JSON file')
     args = p.parse_args()
     from gankd.builders import contexts
-    from gankd.voc_eval import evaluate_params, format_table, write_json
-    result = evaluate_params(args.params, args.dataset_root, contexts(args.gpus, args.cpu_contexts),
+    from gankd.voc_eval import choose_params, evaluate_params, format_table, write_json
+    params, root, said = choose_params(args.params, args.dataset_root)
+    for line in said:
+        print('eval_voc.py: ' + line, file=sys.stderr)
+    result = evaluate_params(params, root, contexts(args.gpus, args.cpu_contexts),
                              args.batch_size, args.num_workers)
     if args.json:
         write_json(result, args.json)
