@@ -12,7 +12,15 @@ import numpy as np
 
 from .errors import GankdError
 
-__all__ = ['training_parser', 'train_from_args', 'main_guard', 'seed_everything']
+__all__ = ['training_parser', 'add_data_check_flag', 'train_from_args', 'main_guard',
+           'seed_everything']
+
+
+def add_data_check_flag(parser):
+    """``--skip-data-check``, for training and evaluation scripts alike."""
+    parser.add_argument('--skip-data-check', action='store_true',
+                        help='do not check at start-up that every image exists, decodes and '
+                        'has the size its annotation gives (for trusted data)')
 
 
 def training_parser(description, distill):
@@ -69,6 +77,7 @@ def training_parser(description, distill):
     p.add_argument('--progress', action='store_true', help='tqdm progress bars')
     p.add_argument('--augment', default='ssd', choices=['ssd', 'light'],
                    help="GluonCV's SSD augmentation, or resize + flip only (short CPU runs)")
+    add_data_check_flag(p)
     if distill:
         p.add_argument('--teacher', default='resnet50_v1', help='teacher base network')
         p.add_argument('--teacher-params', default=None,
@@ -142,19 +151,30 @@ def _split_list(text, flag, cast=str):
 
 
 def _datasets(args):
-    """``(train_set, val_set, classes, metric)`` of ``--dataset``; metric None is VOC07."""
+    """``(train_set, val_set, classes, metric, seconds)`` of ``--dataset``: metric None is
+    VOC07; seconds the start-up check took (None when skipped)."""
     from .data import voc_datasets
+    from .datacheck import check_dataset
     if args.dataset == 'coco':
-        from .coco import COCOMetric, coco_datasets
+        from .coco import coco_datasets
         train_set, val_set, classes = coco_datasets(args.dataset_root)
-        return train_set, val_set, classes, COCOMetric(val_set, args.data_shape)
-    return voc_datasets(args.dataset_root) + (None,)
+    else:
+        train_set, val_set, classes = voc_datasets(args.dataset_root)
+    seconds = None
+    if not args.skip_data_check:
+        seconds = check_dataset(train_set) + check_dataset(val_set)
+    metric = None
+    if args.dataset == 'coco':
+        from .coco import COCOMetric
+        metric = COCOMetric(val_set, args.data_shape)
+    return train_set, val_set, classes, metric, seconds
 
 
 def train_from_args(args, distill):
     """Build datasets and the run from parsed flags, then :func:`gankd.engine.fit`."""
     from .builders import build_gankd_run, build_plain_run, contexts, train_anchors
     from .data import train_loader, val_loader
+    from .datacheck import describe_dataset
     from .distributed import Distribution, require_amp
     from .engine import TrainConfig, fit, setup_logging
 
@@ -170,7 +190,7 @@ def train_from_args(args, distill):
         raise GankdError('--batch-size {} does not split evenly over {} devices'.format(
             args.batch_size, len(ctx)))
     amp = require_amp(ctx) if args.amp else None
-    train_set, val_set, classes, metric = _datasets(args)
+    train_set, val_set, classes, metric, check_seconds = _datasets(args)
     common = dict(dataset=args.dataset, lr=args.lr, momentum=args.momentum, wd=args.wd,
                   optimizer=args.optimizer, pretrained_base=args.pretrained_base,
                   distribution=dist, syncbn=args.syncbn, amp=amp)
@@ -196,6 +216,11 @@ def train_from_args(args, distill):
         prefix = '{}_worker{}'.format(prefix, dist.rank)
     logger = setup_logging(prefix)
     logger.info('{}: {}'.format(run.meta['name'], vars(args)))
+    logger.info('Training set: {}; validation set: {}; images without objects train as '
+                'background. {}'.format(
+                    describe_dataset(train_set), describe_dataset(val_set),
+                    'Data check skipped.' if check_seconds is None else
+                    'Data check passed in {:.1f} s.'.format(check_seconds)))
     if dist.num_workers > 1:
         logger.info('worker {} of {}: reads 1/{} of the training set'.format(
             dist.rank, dist.num_workers, dist.num_workers))

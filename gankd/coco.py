@@ -23,7 +23,8 @@ import numpy as np
 from gluoncv.data import COCODetection
 from gluoncv.utils.metrics.coco_detection import COCODetectionMetric
 
-from .data import val_loader
+from .data import BOX_TOLERANCE, val_loader
+from .datacheck import check_dataset, count_without_objects
 from .detector import load_detector
 from .engine import evaluate
 from .errors import GankdError
@@ -62,9 +63,10 @@ class COCOLayoutDetection(COCODetection):
         Annotation file name without ``.json``, e.g. ``'instances_val2017'``.
     transform : callable or None
     skip_empty : bool
-        Drop images without a usable box.  True for training; False for evaluation so
-        that the dataset order is the annotation file's sorted image ids, which
-        :class:`COCOMetric` relies on to pair detections with images.
+        Drop images without a usable box (GluonCV's default).  :func:`coco_dataset` keeps
+        them, for training (as background) and evaluation alike: then the dataset order
+        is the annotation file's sorted image ids, which :class:`COCOMetric` relies on to
+        pair detections with images.
     min_object_area : float
         Boxes whose annotated ``area`` is below this are ignored (GluonCV's default 0).
     """
@@ -116,6 +118,34 @@ class COCOLayoutDetection(COCODetection):
         # A list, since GluonCV compares the file's category list with this one.
         return list(self._class_names)
 
+    def _check_load_bbox(self, coco, entry):
+        # GluonCV clips boxes to the image and drops those of zero area, both silently:
+        # MS COCO 2017's train set has two boxes of height 0, and corners a little outside
+        # the image are rounding. Refuse what is neither.
+        width, height = float(entry['width']), float(entry['height'])
+        if not (width > 0 and height > 0):
+            raise GankdError('malformed annotation file {}: image {} has size {}x{}'.format(
+                self._anno_file, entry['id'], entry['width'], entry['height']))
+        tol = BOX_TOLERANCE
+        for ann in coco.loadAnns(coco.getAnnIds(imgIds=[entry['id']], iscrowd=None)):
+            bbox = ann.get('bbox')
+            try:
+                x, y, w, h = [float(v) for v in bbox]
+            except (TypeError, ValueError):
+                raise GankdError('malformed annotation file {}: annotation {} (image {}) has '
+                                 'bbox {!r}, not [x, y, width, height]'.format(
+                                     self._anno_file, ann.get('id'), entry['id'], bbox)) from None
+            problem = None
+            if w < 0 or h < 0:
+                problem = 'a negative width or height'
+            elif x < -tol or y < -tol or x + w > width + tol or y + h > height + tol:
+                problem = 'a box outside the {:g}x{:g} image'.format(width, height)
+            if problem:
+                raise GankdError('malformed annotation file {}: annotation {} (image {}) has '
+                                 '{}: bbox {}'.format(self._anno_file, ann.get('id'),
+                                                      entry['id'], problem, bbox))
+        return super(COCOLayoutDetection, self)._check_load_bbox(coco, entry)
+
     def _parse_image_path(self, entry):
         name = entry.get('file_name')
         if not name:
@@ -161,8 +191,8 @@ def coco_dataset(root, split=None, train=False):
     split : str or None
         Annotation name; None is the validation split of :func:`default_splits`.
     train : bool
-        Training sets drop images without boxes (GluonCV's ``skip_empty``); evaluation
-        sets keep every image, as :class:`COCOMetric` needs.
+        A training set must hold at least one box. Both keep every image (an image
+        without boxes trains as background), as :class:`COCOMetric` needs.
 
     Returns
     -------
@@ -170,7 +200,10 @@ def coco_dataset(root, split=None, train=False):
     """
     if split is None:
         split = default_splits(root)[0 if train else 1]
-    return COCOLayoutDetection(root, split, skip_empty=train)
+    dataset = COCOLayoutDetection(root, split, skip_empty=False)
+    if train and count_without_objects(dataset) == len(dataset):
+        raise GankdError('{} lists no image with a box'.format(dataset.annotation_file))
+    return dataset
 
 
 def coco_datasets(root, train_split=None, val_split=None):
@@ -188,8 +221,8 @@ def coco_datasets(root, train_split=None, val_split=None):
     Returns
     -------
     (COCOLayoutDetection, COCOLayoutDetection, list of str)
-        Training set (images without boxes dropped), validation set (every image, for
-        :class:`COCOMetric`) and the class names.
+        Training and validation sets (every image, also those without boxes) and the
+        class names.
 
     Raises
     ------
@@ -299,7 +332,7 @@ class COCOMetric(COCODetectionMetric):
 
 
 def evaluate_coco_params(params, dataset_root, ctx, batch_size=8, num_workers=0, split=None,
-                         progress=False):
+                         progress=False, check=True):
     """COCO AP of the detector in ``params`` (rebuilt from the JSON beside it).
 
     Parameters
@@ -313,6 +346,9 @@ def evaluate_coco_params(params, dataset_root, ctx, batch_size=8, num_workers=0,
     split : str or None
         Annotation name; None is ``instances_val2017`` (or the synthetic ``instances_test``).
     progress : bool
+    check : bool
+        First check that every image exists, decodes and has its annotated size
+        (:func:`gankd.datacheck.check_dataset`).
 
     Returns
     -------
@@ -323,6 +359,8 @@ def evaluate_coco_params(params, dataset_root, ctx, batch_size=8, num_workers=0,
     meta, backbone, head = load_detector(params, ctx[0] if len(ctx) == 1 else ctx)
     cfg = meta['ssd' if meta['kind'] == 'ssd' else 'teacher']
     val_set = coco_dataset(dataset_root, split, train=False)
+    if check:
+        check_dataset(val_set)
     classes = val_set.classes
     if [c.lower() for c in cfg['classes']] != [c.lower() for c in classes]:
         # The head's class ids would be scored as the wrong categories.

@@ -19,9 +19,9 @@ from .errors import GankdError
 from .ssd import VOC_CLASSES
 from .stopping import ignore_stop_signals
 
-__all__ = ['read_classes', 'VOCLayoutDetection', 'voc_datasets', 'LightSSDTrainTransform',
-           'EpochSampler', 'SeededAugmentation', 'QuietWorkersLoader', 'TrainLoader', 'train_loader',
-           'val_loader']
+__all__ = ['read_classes', 'VOCLayoutDetection', 'voc_datasets', 'SSDTrainTransform',
+           'LightSSDTrainTransform', 'EpochSampler', 'SeededAugmentation', 'QuietWorkersLoader',
+           'TrainLoader', 'train_loader', 'val_loader']
 
 VOC_LAYOUT = ('expected the VOC devkit layout: DIR/VOC2007/{Annotations,JPEGImages,'
               'ImageSets/Main/test.txt} and DIR/VOC2007 or DIR/VOC2012 ImageSets/Main/trainval.txt')
@@ -32,18 +32,36 @@ def read_classes(root):
     path = os.path.join(root, 'classes.txt')
     if not os.path.isfile(path):
         return list(VOC_CLASSES)
-    with open(path) as f:
+    with open(path, encoding='utf-8-sig') as f:  # a byte order mark is no part of a name
         names = [line.strip().lower() for line in f if line.strip()]
     if not names:
         raise GankdError('{} lists no class names'.format(path))
     return names
 
 
+#: How far (pixels) a box may reach outside its image and be clipped to it: rounding in
+#: annotation tools, and 0-based coordinates where VOC's are 1-based, put a corner up to
+#: a pixel or so outside. Further out is an error.
+BOX_TOLERANCE = 2.0
+
+
+def _number(text, what):
+    if text is None or not text.strip():
+        raise ValueError('{} is empty'.format(what))
+    return float(text)
+
+
 class VOCLayoutDetection(VOCDetection):
     """GluonCV's :class:`VOCDetection` with a class list of its own and strict labels.
 
-    GluonCV logs and drops a box that lies outside its image and fails with no file name
-    on an unreadable XML; here both raise a :class:`GankdError` naming the file.
+    GluonCV logs and drops a box that lies outside its image, ignores classes outside its
+    list and fails with no file name on an unreadable XML; here each is a
+    :class:`GankdError` naming the file and the problem. What real devkits and annotation
+    tools write is read: ``<difficult>`` missing or empty (0) or ``1.0``, float
+    coordinates, ``<name>`` in any case with surrounding white space, a missing or zero
+    ``<size>`` (the image header's is used), a UTF-8 byte order mark, blank lines in the
+    split files, and corners up to :data:`BOX_TOLERANCE` pixels outside the image
+    (clipped). An image without objects has a label of shape ``(0, 6)``.
 
     Parameters
     ----------
@@ -52,15 +70,73 @@ class VOCLayoutDetection(VOCDetection):
     splits : list of (int, str)
     classes : list of str
     transform : callable or None
+    class_source : str
+        Where the class names come from, for error messages.
     """
 
-    def __init__(self, root, splits, classes, transform=None):
+    def __init__(self, root, splits, classes, transform=None, class_source=None):
         self._class_names = tuple(classes)
+        self._class_source = class_source or 'the class list'
+        self._annotated_sizes = {}
         super(VOCLayoutDetection, self).__init__(root=root, splits=splits, transform=transform)
 
     @property
     def classes(self):
         return self._class_names
+
+    def annotated_size(self, idx):
+        """``(width, height)`` of the XML's ``<size>``, or None when it gives none."""
+        return self._annotated_sizes.get(idx)
+
+    def _load_items(self, splits):
+        # Split files written on Windows or by hand may start with a byte order mark or
+        # hold blank lines; GluonCV would read those as image ids.
+        ids = []
+        for subfolder, name in splits:
+            root = os.path.join(self._root, 'VOC{}'.format(subfolder)
+                                if isinstance(subfolder, int) else subfolder)
+            with open(os.path.join(root, 'ImageSets', 'Main', name + '.txt'),
+                      encoding='utf-8-sig') as f:
+                ids += [(root, line.strip()) for line in f if line.strip()]
+        return ids
+
+    def _size(self, root, idx):
+        """``(width, height)`` from ``<size>``, else from the image's header."""
+        size = root.find('size')
+        if size is not None and size.find('width') is not None and size.find(
+                'height') is not None:
+            width = _number(size.find('width').text, '<width>')
+            height = _number(size.find('height').text, '<height>')
+            if width > 0 and height > 0:
+                self._annotated_sizes[idx] = (width, height)
+                return width, height
+        # Some tools leave <size> out or write 0 when they never opened the image.
+        from .datacheck import image_size
+        return tuple(float(v) for v in image_size(self._image_path.format(*self._items[idx])))
+
+    def _box(self, obj, width, height):
+        """The 0-based ``[xmin, ymin, xmax, ymax]`` of an ``<object>``, clipped to the image."""
+        box = obj.find('bndbox')
+        # VOC coordinates are 1-based pixel indices; GluonCV subtracts 1.
+        xmin, ymin, xmax, ymax = [_number(box.find(k).text, '<{}>'.format(k)) - 1
+                                  for k in ('xmin', 'ymin', 'xmax', 'ymax')]
+        shown = '({:g}, {:g}, {:g}, {:g})'.format(xmin + 1, ymin + 1, xmax + 1, ymax + 1)
+        for lo, hi, axis in ((xmin, xmax, 'x'), (ymin, ymax, 'y')):
+            if lo > hi:
+                raise GankdError('{axis}min > {axis}max in box {box}'.format(axis=axis, box=shown))
+            if lo == hi:
+                raise GankdError('box {} has zero {}'.format(
+                    shown, 'width' if axis == 'x' else 'height'))
+        tol = BOX_TOLERANCE
+        if xmin < -tol or ymin < -tol or xmax > width + tol or ymax > height + tol:
+            raise GankdError('box {} (xmin, ymin, xmax, ymax; 1-based) lies outside the '
+                             '{:g}x{:g} image'.format(shown, width, height))
+        xmin, xmax = min(max(xmin, 0.), width), min(max(xmax, 0.), width)
+        ymin, ymax = min(max(ymin, 0.), height), min(max(ymax, 0.), height)
+        if xmin >= xmax or ymin >= ymax:
+            raise GankdError('box {} lies on the border of the {:g}x{:g} image'.format(
+                shown, width, height))
+        return [xmin, ymin, xmax, ymax]
 
     def _load_label(self, idx):
         anno_path = self._anno_path.format(*self._items[idx])
@@ -68,33 +144,36 @@ class VOCLayoutDetection(VOCDetection):
             raise GankdError('annotation file missing: {}'.format(anno_path))
         try:
             root = ET.parse(anno_path).getroot()
-            size = root.find('size')
-            width = float(size.find('width').text)
-            height = float(size.find('height').text)
+            width, height = self._size(root, idx)
             self._im_shapes[idx] = (width, height)
             label = []
             for obj in root.iter('object'):
                 difficult = obj.find('difficult')
-                difficult = int(difficult.text) if difficult is not None and difficult.text else 0
+                difficult = (int(float(difficult.text)) if difficult is not None and
+                             difficult.text and difficult.text.strip() else 0)
                 name = obj.find('name').text.strip().lower()
                 if name not in self.index_map:
-                    continue  # classes outside the chosen list are ignored, as in GluonCV
-                box = obj.find('bndbox')
-                xmin, ymin, xmax, ymax = [float(box.find(k).text) - 1
-                                          for k in ('xmin', 'ymin', 'xmax', 'ymax')]
-                self._validate_label(xmin, ymin, xmax, ymax, width, height)
-                label.append([xmin, ymin, xmax, ymax, self.index_map[name], difficult])
+                    # Ignoring it (as GluonCV does) would now train its box as background.
+                    names = ', '.join(self.classes[:20]) + (', ...' if len(self.classes) > 20
+                                                            else '')
+                    raise GankdError('class {!r} is not in {} ({})'.format(
+                        obj.find('name').text, self._class_source, names))
+                label.append(self._box(obj, width, height) + [self.index_map[name], difficult])
         except ET.ParseError as err:
             raise GankdError('malformed annotation {}: not valid XML ({})'.format(anno_path, err))
         except AttributeError:
-            raise GankdError('malformed annotation {}: a size, name or bndbox field is '
+            raise GankdError('malformed annotation {}: a name or bndbox field is '
                              'missing'.format(anno_path)) from None
         except (TypeError, ValueError) as err:
             raise GankdError('malformed annotation {}: a number does not parse ({})'.format(
                 anno_path, err)) from None
-        except AssertionError as err:
-            raise GankdError('malformed annotation {}: box outside the image ({})'.format(
-                anno_path, err)) from None
+        except GankdError as err:
+            if str(err).startswith('image not found'):
+                raise GankdError('{}, for {} (which has no <size>)'.format(err, anno_path)) \
+                    from None
+            if str(err).startswith('image '):
+                raise
+            raise GankdError('malformed annotation {}: {}'.format(anno_path, err)) from None
         return np.array(label, dtype='float32').reshape((-1, 6))
 
 
@@ -127,13 +206,61 @@ def voc_datasets(root, classes=None):
     if not train_splits:
         raise GankdError('split file not found: {}; {}'.format(
             _split_file(root, 2007, 'trainval'), VOC_LAYOUT))
-    classes = classes or read_classes(root)
-    train = VOCLayoutDetection(root, train_splits, classes)
-    test = VOCLayoutDetection(root, [(2007, 'test')], classes)
+    source = os.path.join(root, 'classes.txt')
+    source = source if os.path.isfile(source) else 'the 20 VOC classes (there is no {})'.format(
+        source)
+    if not classes:
+        classes = read_classes(root)
+    else:
+        source = 'the given class list'
+    train = VOCLayoutDetection(root, train_splits, classes, class_source=source)
+    test = VOCLayoutDetection(root, [(2007, 'test')], classes, class_source=source)
     return train, test, classes
 
 
-class LightSSDTrainTransform(SSDDefaultTrainTransform):
+def _objects(label):
+    """The rows of a label that are boxes: GluonCV's COCO reader gives an image without
+    any a dummy row of -1."""
+    label = np.asarray(label)
+    return label[label[:, 4] >= 0] if label.size else label.reshape((0, 6))
+
+
+class _BackgroundTargets(object):
+    """GluonCV's SSD target generator, with all-negative targets for an image without
+    objects.
+
+    The generator cannot take zero boxes (``box_iou`` fails to infer the shape
+    ``(1, 0, 4)``), and a dummy box would not do: its bipartite matching gives every box,
+    however far, one anchor, whose box target is then infinite. An image without objects
+    gets what the generator gives every anchor matched to no box: class 0 (background),
+    box targets and masks 0.
+    """
+
+    def __init__(self, generator):
+        self._generator = generator
+
+    def __call__(self, anchors, cls_preds, gt_boxes, gt_ids):
+        if gt_boxes.size:
+            return self._generator(anchors, cls_preds, gt_boxes, gt_ids)
+        num_anchors = anchors.size // 4
+        box = mx.nd.zeros((1, num_anchors, 4))
+        return mx.nd.zeros((1, num_anchors)), box, box.copy()
+
+
+class SSDTrainTransform(SSDDefaultTrainTransform):
+    """GluonCV's SSD augmentation and target generation, for images with or without
+    objects (these train as background: every anchor negative)."""
+
+    @property
+    def _target_generator(self):
+        generator = SSDDefaultTrainTransform._target_generator.fget(self)
+        return None if generator is None else _BackgroundTargets(generator)
+
+    def __call__(self, src, label):
+        return super(SSDTrainTransform, self).__call__(src, _objects(label))
+
+
+class LightSSDTrainTransform(SSDTrainTransform):
     """Resize and random flip only, with GluonCV's SSD target generation.
 
     GluonCV's default SSD augmentation (colour jitter, zoom-out up to 4x, constrained
@@ -142,6 +269,7 @@ class LightSSDTrainTransform(SSDDefaultTrainTransform):
     """
 
     def __call__(self, src, label):
+        label = _objects(label)
         h, w, _ = src.shape
         img = timage.imresize(src, self._width, self._height, interp=1)
         bbox = tbbox.resize(label, (w, h), (self._width, self._height))
@@ -154,7 +282,7 @@ class LightSSDTrainTransform(SSDDefaultTrainTransform):
         return img, cls_targets[0], box_targets[0]
 
 
-AUGMENTATIONS = {'ssd': SSDDefaultTrainTransform, 'light': LightSSDTrainTransform}
+AUGMENTATIONS = {'ssd': SSDTrainTransform, 'light': LightSSDTrainTransform}
 
 
 class EpochSampler(gluon.data.Sampler):

@@ -3,6 +3,7 @@ import json
 import os
 
 from .data import val_loader, voc_datasets
+from .datacheck import check_dataset
 from .detector import load_detector, meta_path
 from .engine import evaluate
 from .errors import GankdError
@@ -60,8 +61,12 @@ def choose_params(params=None, dataset_root=None, search='params'):
     return params, dataset_root, said
 
 
-def evaluate_params(params, dataset_root, ctx, batch_size=8, num_workers=0, progress=False):
+def evaluate_params(params, dataset_root, ctx, batch_size=8, num_workers=0, progress=False,
+                    check=True):
     """VOC07 mAP of the detector in ``params`` (rebuilt from the JSON beside it).
+
+    ``check``: first check that every test image exists, decodes and has its annotated
+    size (:func:`gankd.datacheck.check_dataset`).
 
     Returns
     -------
@@ -71,6 +76,8 @@ def evaluate_params(params, dataset_root, ctx, batch_size=8, num_workers=0, prog
     meta, backbone, head = load_detector(params, ctx[0] if len(ctx) == 1 else ctx)
     data_shape = meta['ssd' if meta['kind'] == 'ssd' else 'teacher']['data_shape']
     _, test_set, classes = voc_datasets(dataset_root)
+    if check:
+        check_dataset(test_set)
     backbone.hybridize(static_alloc=True)
     head.hybridize(static_alloc=True)
     names, values = evaluate(backbone, head, val_loader(test_set, data_shape, batch_size,

@@ -7,7 +7,7 @@ Example (Table 2: MS COCO val2017):
 import argparse
 
 import _path  # noqa: F401
-from gankd.cli import main_guard
+from gankd.cli import add_data_check_flag, main_guard
 
 
 def main():
@@ -23,13 +23,15 @@ def main():
     p.add_argument('--cpu-contexts', type=int, default=1)
     p.add_argument('-j', '--num-workers', type=int, default=0)
     p.add_argument('--json', default=None, help='also write the numbers to this JSON file')
+    add_data_check_flag(p)
     args = p.parse_args()
     from gankd.builders import contexts
     from gankd.coco import evaluate_coco_params, format_table
     from gankd.voc_eval import write_json
     result = evaluate_coco_params(args.params, args.dataset_root,
                                   contexts(args.gpus, args.cpu_contexts), args.batch_size,
-                                  args.num_workers, split=args.split)
+                                  args.num_workers, split=args.split,
+                                  check=not args.skip_data_check)
     if args.json:
         write_json(result, args.json)
     print(format_table(result))

@@ -12,7 +12,7 @@ import argparse
 import sys
 
 import _path  # noqa: F401
-from gankd.cli import main_guard
+from gankd.cli import add_data_check_flag, main_guard
 
 
 def main():
@@ -26,6 +26,7 @@ def main():
     p.add_argument('--cpu-contexts', type=int, default=1)
     p.add_argument('-j', '--num-workers', type=int, default=0)
     p.add_argument('--json', default=None, help='also write the numbers to this JSON file')
+    add_data_check_flag(p)
     args = p.parse_args()
     from gankd.builders import contexts
     from gankd.voc_eval import choose_params, evaluate_params, format_table, write_json
@@ -33,7 +34,7 @@ def main():
     for line in said:
         print('eval_voc.py: ' + line, file=sys.stderr)
     result = evaluate_params(params, root, contexts(args.gpus, args.cpu_contexts),
-                             args.batch_size, args.num_workers)
+                             args.batch_size, args.num_workers, check=not args.skip_data_check)
     if args.json:
         write_json(result, args.json)
     print(format_table(result))

@@ -54,8 +54,7 @@ def test_synthetic_coco_json_is_read(coco_root, datasets):
     assert _num_boxes(train) == info['num_boxes_train']
     assert _num_boxes(val) == info['num_boxes_test']
     with open(os.path.join(root, 'annotations', 'instances_train.json')) as f:
-        with_boxes = {a['image_id'] for a in json.load(f)['annotations']}
-    assert len(train) == len(with_boxes)
+        assert len(train) == len(json.load(f)['images'])
     # Same images and boxes as the VOC reader sees (both 0-based inclusive corners).
     _, voc_test, _ = voc_datasets(root)
     for i in range(len(val)):
@@ -69,7 +68,7 @@ def test_synthetic_coco_json_is_read(coco_root, datasets):
 
 def test_real_coco_layout(coco_root, tmp_path):
     """MS COCO's own layout: file_name is a bare name, images in <root>/val2017/."""
-    from gankd.coco import COCOMetric, coco_dataset
+    from gankd.coco import COCOLayoutDetection, COCOMetric, coco_dataset
     from gankd.errors import GankdError
     src, info = coco_root
     root = tmp_path / 'coco'
@@ -82,7 +81,7 @@ def test_real_coco_layout(coco_root, tmp_path):
         shutil.copy(os.path.join(src, entry['file_name']), root / 'val2017' / name)
         entry['file_name'] = name
         entry['coco_url'] = 'http://images.cocodataset.org/val2017/' + name
-    # One more image with no box: evaluation keeps it, training drops it.
+    # One more image with no box: evaluation and training keep it (training as background).
     shutil.copy(root / 'val2017' / name, root / 'val2017' / 'empty.jpg')
     anno['images'].append(dict(anno['images'][0], id=999999, file_name='empty.jpg'))
     (root / 'annotations' / 'instances_val2017.json').write_text(json.dumps(anno))
@@ -91,10 +90,12 @@ def test_real_coco_layout(coco_root, tmp_path):
     assert val.classes == info['classes']
     COCOMetric(val, DATA_SHAPE).cleanup()
     train = coco_dataset(str(root), 'instances_val2017', train=True)
-    assert len(train) == info['num_test']
-    # Detections would be paired with the wrong images.
+    assert len(train) == info['num_test'] + 1
+    # GluonCV's default drops it; detections would be paired with the wrong images.
+    dropped = COCOLayoutDetection(str(root), 'instances_val2017', skip_empty=True)
+    assert len(dropped) == info['num_test']
     with pytest.raises(GankdError, match='keeps images without boxes'):
-        COCOMetric(train, DATA_SHAPE)
+        COCOMetric(dropped, DATA_SHAPE)
 
     os.remove(root / 'val2017' / name)
     with pytest.raises(GankdError, match='image not found: .*val2017/' + name):
