@@ -16,14 +16,18 @@ from .voc_eval import evaluate_params
 
 __all__ = ['PRESETS', 'quickstart', 'format_result']
 
-# Sized for a 2-core CPU: 'default' finishes within 15 minutes, 'tiny' in about one
-# (for tests). Networks trained from scratch for minutes learn faster with Adam than
-# with train_ssd.py's SGD, and without GluonCV's zoom-out augmentation.
+# Sized for a 2-core CPU: 'default' within 10 minutes, 'tiny' in about one (for tests).
+# What the benchmark calibration taught (results/README.md): networks from scratch need
+# about a thousand iterations before mAP means anything, learn as fast per iteration at
+# 64 px as at 96 px for half the cost, and faster with Adam than with train_ssd.py's
+# SGD; resnet18_v1 learns fastest of the bases per iteration. So: 64 px, three classes
+# of clearly different outline, 1,250 teacher and 1,000 student iterations.
 PRESETS = {
-    'default': dict(num_train=2000, num_test=300, image_size=128, data_shape=128,
-                    teacher='mobilenet1.0', student='mobilenet0.25', batch_size=16,
-                    teacher_epochs=8, student_epochs=7, gan_epochs=5, optimizer='adam',
-                    lr=1e-3, lr_decay_epoch='6'),
+    'default': dict(num_train=4000, num_test=300, image_size=64, data_shape=64,
+                    classes=('circle', 'triangle', 'cross'), difficulty='easy',
+                    teacher='resnet18_v1', student='mobilenet0.25', batch_size=32,
+                    teacher_epochs=10, teacher_lr_decay_epoch='8', student_epochs=8,
+                    gan_epochs=8, optimizer='adam', lr=1e-3, lr_decay_epoch='6'),
     'tiny': dict(num_train=32, num_test=8, image_size=64, data_shape=64,
                  teacher='resnet18_v1', student='mobilenet0.25', batch_size=8,
                  teacher_epochs=1, student_epochs=2, gan_epochs=1, optimizer='adam',
@@ -37,7 +41,7 @@ def _train(distill, flags):
     return train_from_args(args, distill=distill)
 
 
-def quickstart(out_dir='runs/quickstart', preset='default', seed=233, workers=1):
+def quickstart(out_dir='runs/quickstart', preset='default', seed=233, workers=1, speed=True):
     """Run the quick start and return its numbers.
 
     Parameters
@@ -49,6 +53,9 @@ def quickstart(out_dir='runs/quickstart', preset='default', seed=233, workers=1)
     seed : int
     workers : int
         Data loader processes.
+    speed : bool
+        Also time the exported teacher and GAN-KD student at batch 1
+        (:func:`gankd.inference.bench_exported`), after the wall time is taken.
 
     Returns
     -------
@@ -61,20 +68,25 @@ def quickstart(out_dir='runs/quickstart', preset='default', seed=233, workers=1)
     params = os.path.join(out_dir, 'params')
     tic = time.time()
     make_synthetic_voc(data, num_train=p['num_train'], num_test=p['num_test'],
-                       image_size=p['image_size'], seed=seed, progress=True)
+                       image_size=p['image_size'], seed=seed, progress=True,
+                       classes=p.get('classes'), difficulty=p.get('difficulty', 'standard'))
     common = ['--data-shape', p['data_shape'], '--batch-size', p['batch_size'],
               '--dataset-root', data, '-j', workers, '--seed', seed, '--lr', p['lr'],
-              '--optimizer', p['optimizer'],
-              '--lr-decay-epoch', p['lr_decay_epoch'], '--augment', 'light',
+              '--optimizer', p['optimizer'], '--augment', 'light',
               '--log-interval', 10 ** 6, '--progress']
+    student_decay = ['--lr-decay-epoch', p['lr_decay_epoch']]
     stages = tqdm(total=3, desc='quick start', unit='model')
-    teacher = _train(False, common + ['--network', p['teacher'], '--epochs', p['teacher_epochs'],
-                                      '--save-prefix', os.path.join(params, 'teacher')])
+    teacher = _train(False, common + [
+        '--network', p['teacher'], '--epochs', p['teacher_epochs'], '--lr-decay-epoch',
+        p.get('teacher_lr_decay_epoch', p['lr_decay_epoch']),
+        '--save-prefix', os.path.join(params, 'teacher')])
     stages.update()
-    baseline = _train(False, common + ['--network', p['student'], '--epochs', p['student_epochs'],
-                                       '--save-prefix', os.path.join(params, 'baseline')])
+    baseline = _train(False, common + student_decay + [
+        '--network', p['student'], '--epochs', p['student_epochs'],
+        '--save-prefix', os.path.join(params, 'baseline')])
     stages.update()
-    gankd = _train(True, common + ['--teacher', p['teacher'], '--student', p['student'],
+    gankd = _train(True, common + student_decay + [
+                                   '--teacher', p['teacher'], '--student', p['student'],
                                    '--teacher-params', teacher['best_params'],
                                    '--epochs', p['student_epochs'],
                                    '--gan-epochs', p['gan_epochs'],
@@ -86,6 +98,12 @@ def quickstart(out_dir='runs/quickstart', preset='default', seed=233, workers=1)
         ev = evaluate_params(run['best_params'], data, _cpu(), progress=True)
         result[key] = {'params': run['best_params'], 'mAP': ev['mAP']}
     result['seconds'] = time.time() - tic
+    if speed:
+        # What distillation buys: the exported student's latency against the teacher's.
+        from .inference import bench_exported
+        for key in ('teacher', 'gankd'):
+            row = bench_exported(result[key]['params'], runs=30)
+            result[key].update(latency_ms=row['latency_ms'], num_params=row['num_params'])
     with open(os.path.join(out_dir, 'quickstart.json'), 'w') as f:
         json.dump(result, f, indent=1)
     return result
@@ -111,6 +129,14 @@ def format_result(result):
         '',
         'teacher {} alone: {:.1f} mAP'.format(s['teacher'], 100 * result['teacher']['mAP']),
         '',
+    ]
+    if 'latency_ms' in result['gankd']:
+        t, g = result['teacher'], result['gankd']
+        lines += ['speed (exported, batch 1, this CPU): teacher {:.2f} ms, GAN-KD student {:.2f} '
+                  'ms: {:.2f}x faster, {:.1f}x fewer parameters'.format(
+                      t['latency_ms'], g['latency_ms'], t['latency_ms'] / g['latency_ms'],
+                      t['num_params'] / g['num_params']), '']
+    lines += [
         'files:',
         '  data      {}'.format(result['data']),
         '  teacher   {}'.format(result['teacher']['params']),

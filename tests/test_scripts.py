@@ -22,6 +22,12 @@ def test_quickstart_tiny_prints_three_maps(tmp_path):
         assert (out / 'params' / (key + '_best.json')).is_file()
         assert (out / 'params' / (key + '_history.jsonl')).is_file()
     assert 'quick start' in proc.stderr  # the tqdm bar
+    # What distillation buys, as measured on the exported graphs.
+    speed = re.search(r'^speed \(exported, batch 1, this CPU\): teacher ([\d.]+) ms, GAN-KD '
+                      r'student ([\d.]+) ms: ([\d.]+)x faster', text, re.M)
+    assert speed, text
+    t, g = result['teacher']['latency_ms'], result['gankd']['latency_ms']
+    assert abs(float(speed.group(3)) - t / g) < 0.01 and t > 0 and g > 0
 
 
 def test_bench_speed_prints_ratio():
