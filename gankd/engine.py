@@ -83,8 +83,8 @@ class Run:
 
     def __post_init__(self):
         if self.loss_fn is None:
-            from gluoncv.loss import SSDMultiBoxLoss
-            self.loss_fn = SSDMultiBoxLoss()
+            from .ssd import ssd_loss
+            self.loss_fn = ssd_loss()
 
     def blocks(self):
         blocks = {'model': self.save_block}

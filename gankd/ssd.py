@@ -17,7 +17,7 @@ from gluoncv.model_zoo.ssd.ssd import get_ssd
 
 from .errors import GankdError
 
-__all__ = ['FEATURE_LAYERS', 'VOC_CLASSES', 'ssd_config', 'build_ssd', 'SSDHead',
+__all__ = ['FEATURE_LAYERS', 'VOC_CLASSES', 'ssd_config', 'build_ssd', 'SSDHead', 'ssd_loss',
            'split_ssd', 'fresh_head', 'copy_head', 'feature_shapes', 'load_params_strict',
            'zoo_params_file', 'build_teacher', 'init_from_scratch', 'cached_zoo_file',
            'require_pretrained_base']
@@ -243,6 +243,19 @@ class SSDHead(HybridBlock):
         scores = F.slice_axis(result, axis=2, begin=1, end=2)
         bboxes = F.slice_axis(result, axis=2, begin=2, end=6)
         return ids, scores, bboxes
+
+
+def ssd_loss(negative_mining_ratio=3, rho=1.0, lambd=1.0):
+    """GluonCV's ``SSDMultiBoxLoss`` as every SSD loss of this project uses it.
+
+    ``min_hard_negatives`` equals the mining ratio: an image with positives mines
+    ``ratio * positives >= ratio`` hard negatives, exactly as with GluonCV's default of 0,
+    while an image without objects (all anchors negative) now mines ``ratio`` of them
+    instead of none, so background images train as background rather than adding nothing.
+    """
+    from gluoncv.loss import SSDMultiBoxLoss
+    return SSDMultiBoxLoss(negative_mining_ratio=negative_mining_ratio, rho=rho, lambd=lambd,
+                           min_hard_negatives=negative_mining_ratio)
 
 
 def split_ssd(ssd):

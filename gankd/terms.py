@@ -24,12 +24,11 @@ itself works. "Positive anchors" are those with ``cls_targets > 0``.
 import math
 
 import mxnet as mx
-from gluoncv.loss import SSDMultiBoxLoss
 from mxnet.gluon import nn
 
 from .distill import AdversarialTerm, DistillTerm
 from .errors import GankdError
-from .ssd import MSRA
+from .ssd import MSRA, ssd_loss
 
 __all__ = ['HintTerm', 'SoftLabelTerm', 'BoundedRegressionTerm', 'CrossHeadTerm',
            'DetectionImitationTerm', 'CosineTerm', 'TERM_NAMES', 'build_terms']
@@ -287,8 +286,8 @@ class DetectionImitationTerm(DistillTerm):
     def __init__(self, teacher_head, weight=1.0, negative_mining_ratio=3, rho=1.0, lambd=1.0):
         super(DetectionImitationTerm, self).__init__(weight)
         self.teacher_head = teacher_head
-        self.loss_fn = SSDMultiBoxLoss(negative_mining_ratio=negative_mining_ratio, rho=rho,
-                                       lambd=lambd)
+        self.loss_fn = ssd_loss(negative_mining_ratio=negative_mining_ratio, rho=rho,
+                                lambd=lambd)
 
     def losses(self, captures):
         cross = [self.teacher_head(cap.student_maps) for cap in captures]

@@ -373,3 +373,30 @@ def test_coco_zero_size_box_is_ignored_as_in_gluoncv(coco_tree, tmp_path):
     check_dataset(train)
     assert sum(int((np.asarray(l)[:, 4] >= 0).sum()) for l in train._labels) == (
         info['num_boxes_train'] - 1)
+
+
+def test_detection_loss_trains_background_images_and_leaves_the_others_as_gluoncv():
+    """An image whose anchors are all negative mines hard negatives like an image with one
+    object (GluonCV's default mines none for it); images with objects get GluonCV's
+    default loss exactly."""
+    import mxnet as mx
+    import numpy as np
+    from gluoncv.loss import SSDMultiBoxLoss
+    from gankd.ssd import ssd_loss
+    rng = np.random.RandomState(0)
+    anchors, classes = 50, 4
+    cls_pred = mx.nd.array(rng.randn(3, anchors, classes))
+    box_pred = mx.nd.array(rng.randn(3, anchors * 4))
+    cls_t = np.zeros((3, anchors))
+    cls_t[0, [3, 7]] = [1, 2]   # two objects
+    cls_t[1, 11] = 3            # one object
+    box_t = mx.nd.array(rng.randn(3, anchors, 4) * (cls_t[..., None] > 0))
+    # (sum, class, box) losses, one array per device, one value per image.
+    ours = [l[0].asnumpy() for l in ssd_loss()([cls_pred], [box_pred], [mx.nd.array(cls_t)],
+                                               [box_t])]
+    theirs = [l[0].asnumpy() for l in SSDMultiBoxLoss()([cls_pred], [box_pred],
+                                                         [mx.nd.array(cls_t)], [box_t])]
+    for a, b in zip(ours, theirs):
+        np.testing.assert_array_equal(a[:2], b[:2])  # the images with objects
+    assert theirs[1][2] == 0 and ours[1][2] > 0      # the background image's class loss
+    assert ours[2][2] == 0                           # and no box loss for it
