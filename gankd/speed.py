@@ -6,29 +6,16 @@ forwards and backwards (``n_critic`` critic passes plus the student-side pass). 
 iteration spends beyond their sum is overhead: optimiser updates, weight clipping, the
 one loss sync per iteration, copies between devices.
 """
-import statistics
-import time
-
-import mxnet as mx
 from mxnet import autograd
 
 from .engine import split, train_step
+from .inference import median_seconds
 
 __all__ = ['time_iteration_and_parts']
 
 
-def _median_time(fn, repeats, warmup=2):
-    for _ in range(warmup):
-        fn()
-        mx.nd.waitall()
-    times = []
-    for _ in range(repeats):
-        mx.nd.waitall()
-        tic = time.perf_counter()
-        fn()
-        mx.nd.waitall()
-        times.append(time.perf_counter() - tic)
-    return statistics.median(times)
+def _median(fn, repeats):
+    return median_seconds(fn, repeats, warmup=2)
 
 
 def time_iteration_and_parts(run, batch, repeats=10):
@@ -82,10 +69,10 @@ def time_iteration_and_parts(run, batch, repeats=10):
             adv = [sum(s.mean() for s in term.critics(maps)) for maps in inputs]
         autograd.backward(adv)
 
-    parts = {'student_fwd_bwd': _median_time(student_part, repeats),
-             'teacher_fwd': _median_time(teacher_part, repeats),
-             'critics_fwd_bwd': _median_time(critic_part, repeats)}
-    iteration = _median_time(lambda: train_step(run, batch, distill=True), repeats)
+    parts = {'student_fwd_bwd': _median(student_part, repeats),
+             'teacher_fwd': _median(teacher_part, repeats),
+             'critics_fwd_bwd': _median(critic_part, repeats)}
+    iteration = _median(lambda: train_step(run, batch, distill=True), repeats)
     total_parts = sum(parts.values())
     result = dict(parts, iteration=iteration, sum_of_parts=total_parts,
                   ratio=iteration / total_parts)
