@@ -278,3 +278,70 @@ def test_export_without_preprocessing_takes_the_normalised_tensor(student_params
     _, backbone, head = load_detector(student_params)
     for got, want in zip(net(x), head(backbone(x))):
         np.testing.assert_allclose(got.asnumpy(), want.asnumpy(), rtol=1e-5, atol=1e-4)
+
+
+def test_report_puts_speed_and_size_beside_map(teacher_params, student_params, tmp_path):
+    from PIL import Image
+    from gankd.report import SPEED_HEADING, write_report
+
+    def record(role, student, teacher, method, seed, mAP, params):
+        return {'key': '{}/{}/{}/seed{}'.format(role, student, teacher, seed), 'role': role,
+                'student': student, 'teacher': teacher, 'method': method, 'seed': seed,
+                'status': 'ok', 'mAP': mAP, 'params': params, 'history': None}
+    gone = str(tmp_path / 'gone' / 'baseline_best.params')
+    records = [record('teacher', None, TEACHER, None, 233, 0.50, teacher_params),
+               record('teacher', None, TEACHER, None, 234, 0.54, teacher_params),
+               record('baseline', STUDENT, 'none', 'baseline', 0, 0.30, gone),
+               # The lowest seed's params are measured: seed 1's are not on disk.
+               record('distill', STUDENT, TEACHER, 'gan', 1, 0.36, str(tmp_path / 'nope')),
+               record('distill', STUDENT, TEACHER, 'gan', 0, 0.33, student_params)]
+    results = tmp_path / 'grid.json'
+    results.write_text(json.dumps({'records': records}))
+    written = write_report(str(results), str(tmp_path / 'rep'), 'grid')
+    text = open(written['report']).read()
+    speed = json.load(open(written['summary']))['speed']
+    rows = speed['rows']
+    assert [r['name'] for r in rows] == ['teacher ' + TEACHER,
+                                        '{} (gan from {})'.format(STUDENT, TEACHER)]
+    assert [r['params'] for r in rows] == [teacher_params, student_params]
+    assert [r['mAP'] for r in rows] == [pytest.approx(0.52), pytest.approx(0.345)]
+    for row, params in zip(rows, [teacher_params, student_params]):
+        assert row['size_bytes'] == os.path.getsize(params)
+        assert row['num_params'] == sum(a.size for k, a in mx.nd.load(params).items()
+                                        if not k.endswith(('running_mean', 'running_var')))
+        assert row['latency_ms'] > 0 and row['runs'] == 30
+
+    section = text[text.index(SPEED_HEADING):text.index('## Figures')]
+    table = [l for l in section.splitlines() if l.startswith('| ')][1:]
+    assert len(table) == 2
+    for row, line in zip(rows, table):
+        cells = [c.strip() for c in line.strip('|').split('|')]
+        assert cells[0] == row['name'] and cells[1] == str(DATA_SHAPE)
+        assert float(cells[4]) == pytest.approx(row['latency_ms'], abs=0.006)
+        assert float(cells[5].rstrip('x')) == pytest.approx(
+            rows[0]['latency_ms'] / row['latency_ms'], abs=0.006)
+        assert float(cells[7]) == pytest.approx(100 * row['mAP'], abs=0.051)
+    assert cells[7] == '34.5'
+    # The baseline's params file is gone: said, not measured.
+    assert speed['missing'] == [{'label': STUDENT + ' (no teacher)', 'params': gone}]
+    assert 'Not measured' in section and '{} (no teacher) (`{}`)'.format(STUDENT, gone) in section
+
+    png = tmp_path / 'rep' / 'grid_speed.png'
+    assert str(png) in written['figures'] and '(grid_speed.png)' in text
+    with Image.open(png) as pic:
+        pic.load()
+        assert pic.format == 'PNG'
+
+    # --no-speed: the quick report, nothing exported or timed.
+    proc = run_script('report.py', '--results', results, '--out-dir', tmp_path / 'quick',
+                      '--name', 'grid', '--no-speed')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert SPEED_HEADING not in (tmp_path / 'quick' / 'grid.md').read_text()
+    assert not (tmp_path / 'quick' / 'grid_speed.png').exists()
+    assert json.load(open(tmp_path / 'quick' / 'grid_summary.json'))['speed'] is None
+
+    # No params file on disk at all: no section (weights are not committed).
+    results.write_text(json.dumps({'records': [dict(r, params=gone) for r in records]}))
+    written = write_report(str(results), str(tmp_path / 'none'), 'grid')
+    assert SPEED_HEADING not in open(written['report']).read()
+    assert not (tmp_path / 'none' / 'grid_speed.png').exists()
