@@ -111,6 +111,65 @@ def test_onnx_without_the_onnx_package_is_one_error_line(teacher_params, tmp_pat
     assert os.listdir(tmp_path) == []
 
 
+def test_fixed_gammas_become_ones_and_mxnet_computes_the_same(student_params, tmp_path):
+    from gankd.inference import export_detector, ones_for_fixed_gamma
+    _, sym, params = export_detector(student_params, str(tmp_path / 'raw'), preprocess=False,
+                                     raw=True)
+    before = mx.nd.load(params)
+    fixed = ones_for_fixed_gamma(sym, params)
+    after = mx.nd.load(params)
+    # GluonCV's feature expander: a 1x1 and a 3x3 convolution per extra level, each with a
+    # BatchNorm of MXNet's default fix_gamma=True (four extra levels).
+    assert len(fixed) == 8 and all('expand' in k for k in fixed)
+    assert any((before['arg:' + k] != 1).sum().asscalar() for k in fixed)  # random before
+    for k in after:
+        want = mx.nd.ones_like(before[k]) if k[len('arg:'):] in fixed else before[k]
+        assert (after[k] == want).min().asscalar() == 1, k
+    x = mx.nd.random.normal(shape=(2, 3, DATA_SHAPE, DATA_SHAPE))
+    outs = []
+    for arrays in (before, after):
+        mx.nd.save(str(tmp_path / 'p.params'), arrays)
+        net = mx.gluon.SymbolBlock.imports(sym, ['data'], str(tmp_path / 'p.params'))
+        outs.append([o.asnumpy() for o in net(x)])
+    for a, b in zip(*outs):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.skipif(not all(__import__('importlib').util.find_spec(m)
+                            for m in ('onnx', 'onnxruntime')),
+                    reason='needs onnx and onnxruntime (not in requirements.txt: every '
+                    'onnxruntime for Python 3.11 requires numpy>=1.24.2, MXNet 1.9.1 numpy<1.24)')
+@pytest.mark.parametrize('kind', ['ssd', 'student'])
+def test_onnxruntime_reproduces_the_raw_outputs(kind, teacher_params, student_params,
+                                                voc_root, tmp_path):
+    import onnxruntime
+    from gankd.inference import RawGraph
+    src = teacher_params if kind == 'ssd' else student_params
+    # Random initialisation leaves negative running variances in the feature expander, as
+    # no training does: MXNet's ReLU turns their NaNs into 0, ONNX's keeps them.
+    params = str(tmp_path / 'model.params')
+    mx.nd.save(params, {k: a.abs() if k.endswith(('running_var', 'moving_var')) else a
+                        for k, a in mx.nd.load(src).items()})
+    shutil.copy(src[:-len('.params')] + '.json', params[:-len('.params')] + '.json')
+    proc = run_script('export.py', '--params', params, '--out', tmp_path / 'm', '--onnx')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    meta, backbone, head = load_detector(params)
+    raw = RawGraph(backbone, head)
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # MXNet's graph keeps its weights as inputs: warnings
+    session = onnxruntime.InferenceSession(str(tmp_path / 'm.onnx'), options,
+                                           providers=['CPUExecutionProvider'])
+    pixels = _pixels(voc_root)
+    x = (pixels / 255.0 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    x = x.transpose((0, 3, 1, 2)).astype('float32')
+    for image in x:
+        got = session.run(None, {'data': image[None]})
+        want = [a.asnumpy() for a in raw(mx.nd.array(image[None]))]
+        assert [g.shape for g in got] == [w.shape for w in want]
+        for g, w in zip(got, want):  # class scores, box offsets, anchors
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * np.abs(w).max())
+
+
 def test_demo_draws_pngs_and_prints_the_detections_above_the_threshold(student_params,
                                                                       voc_root, tmp_path):
     from gluoncv.data.transforms.presets.ssd import SSDDefaultValTransform
