@@ -24,8 +24,8 @@ from .detector import load_detector
 from .errors import GankdError
 
 __all__ = ['InferenceGraph', 'RawGraph', 'data_shape_of', 'load_inference_graph',
-           'export_detector', 'export_onnx', 'load_image', 'detect', 'detections_above',
-           'draw_detections', 'demo', 'count_params', 'median_seconds', 'bench_exported',
+           'export_detector', 'ones_for_fixed_gamma', 'export_onnx', 'load_image', 'detect',
+           'detections_above', 'draw_detections', 'demo', 'count_params', 'median_seconds', 'bench_exported',
            'speed_markdown', 'plot_map_latency']
 
 # GluonCV's normalisation (SSDDefaultValTransform), on [0, 1] pixels.
@@ -121,19 +121,52 @@ def export_detector(params_file, prefix, preprocess=True, raw=False, data_shape=
     return meta, prefix + '-symbol.json', prefix + '-0000.params'
 
 
+def ones_for_fixed_gamma(sym_file, params_file):
+    """Set to 1 the gamma of every BatchNorm in an exported graph that ignores it.
+
+    MXNet's ``BatchNorm`` defaults to ``fix_gamma=True`` (gamma read as 1, whatever the
+    array holds, and never trained). GluonCV's SSD feature expander builds its BatchNorms
+    with that default, so their gamma arrays keep their random initial values. MXNet
+    1.9.1's ONNX converter of ``BatchNorm`` drops ``fix_gamma`` and passes the array on
+    as the scale, which changes the extra feature levels' outputs; writing ones makes
+    both graphs compute the same. MXNet's own outputs do not change.
+
+    Returns
+    -------
+    list of str
+        The gamma arrays rewritten (``params_file`` is saved in place when any).
+    """
+    with open(sym_file) as f:
+        nodes = json.load(f)['nodes']
+    arrays = mx.nd.load(params_file)
+    fixed = []
+    for node in nodes:
+        if node['op'] == 'BatchNorm' and str((node.get('attrs') or {}).get(
+                'fix_gamma', 'True')).lower() in ('true', '1'):
+            key = 'arg:' + nodes[node['inputs'][1][0]]['name']
+            if key in arrays:
+                arrays[key] = mx.nd.ones_like(arrays[key])
+                fixed.append(key[len('arg:'):])
+    if fixed:
+        mx.nd.save(params_file, arrays)
+    return fixed
+
+
 def export_onnx(params_file, out, ctx=mx.cpu()):
     """Export the backbone and the head's raw outputs (:class:`RawGraph`, taking the
-    normalised tensor) as ONNX with MXNet's ``mx.onnx.export_model``.
+    normalised ``(1, 3, S, S)`` tensor) as ONNX with MXNet's ``mx.onnx.export_model``.
 
     Needs the ``onnx`` package, which this project does not install: without it this
-    raises a :class:`GankdError` before anything is written.
+    raises a :class:`GankdError` before anything is written. Fixed gammas are written as
+    ones first (:func:`ones_for_fixed_gamma`).
     """
     if importlib.util.find_spec('onnx') is None:
         raise GankdError("--onnx needs the 'onnx' package, which is not installed "
-                         '(pip install onnx); the MXNet export was not written')
+                         '(pip install onnx==1.14.1); the MXNet export was not written')
     prefix = os.path.splitext(out)[0] + '-raw'
     meta, sym, params = export_detector(params_file, prefix, preprocess=False, raw=True,
                                         ctx=ctx)
+    ones_for_fixed_gamma(sym, params)
     size = data_shape_of(meta)
     mx.onnx.export_model(sym, params, in_shapes=[(1, 3, size, size)],
                          in_types=[np.float32], onnx_file_path=out)

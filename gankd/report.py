@@ -21,7 +21,7 @@ from .published import (MODEL_ZOO, MODEL_ZOO_SOURCE, TABLE1, published_gain,
 from .reproduce import BASELINE, load_results
 
 __all__ = ['mean_std', 'paired_gain', 'summarize', 'markdown', 'plot_maps', 'plot_gains',
-           'plot_curves', 'write_report', 'main']
+           'plot_curves', 'speed_groups', 'measure_speed', 'write_report', 'main']
 
 PUBLISHED_LABEL = 'published (quoted, not reproduced)'
 CURVE_KEYS = ('Loss_D', 'Loss_G', 'CrossEntropy', 'SmoothL1', 'mAP')
@@ -347,6 +347,7 @@ def markdown(summary, name, figures=None, digits=1, results_path=None, records=N
     controls = controls_markdown(summary, records or [], digits)
     if controls:
         out += ['## Controls', ''] + controls
+    out += _speed_section(summary.get('speed'))
     if figures:
         out += ['## Figures', '']
         for caption, path in figures.items():
@@ -509,10 +510,92 @@ def _save(fig, path):
 
 
 # --------------------------------------------------------------------------------------
+# Speed and size of the deliverables
+# --------------------------------------------------------------------------------------
+SPEED_HEADING = '## Speed and size (exported, this CPU)'
+
+
+def speed_groups(records):
+    """One entry per teacher, then per student its baseline and each distilled method
+    (controls left out: they are checks, not deliverables).
+
+    Returns
+    -------
+    list of dict
+        ``label, role, student, teacher, method``, ``params`` (the lowest seed's params
+        file), ``seed`` (that seed), ``mAP`` (0-1, mean over the group's seeds) and ``n``.
+    """
+    groups = OrderedDict()
+    ok = [r for r in records if r.get('status') == 'ok' and r.get('mAP') is not None
+          and not is_control(r)]
+    # Teachers first: the speed-ups of speed_markdown are relative to the first row.
+    for r in sorted(ok, key=lambda r: r['role'] != 'teacher'):
+        key = (r['role'], r.get('student'), r.get('teacher'), r.get('method'))
+        groups.setdefault(key, []).append(r)
+    out = []
+    for (role, student, teacher, method), rs in groups.items():
+        first = min(rs, key=lambda r: int(r['seed']))
+        label = ('teacher {}'.format(teacher) if role == 'teacher' else
+                 '{} (no teacher)'.format(student) if teacher in (None, 'none') else
+                 '{} ({} from {})'.format(student, method, teacher))
+        out.append({'label': label, 'role': role, 'student': student, 'teacher': teacher,
+                    'method': method, 'params': first.get('params'), 'seed': first['seed'],
+                    'mAP': sum(float(r['mAP']) for r in rs) / len(rs), 'n': len(rs)})
+    return out
+
+
+def measure_speed(records, runs=30):
+    """Latency, throughput and size (:func:`gankd.inference.bench_exported`) of the params
+    file of each :func:`speed_groups` entry that is on disk.
+
+    Returns
+    -------
+    dict or None
+        ``rows`` (bench rows with the group's ``name`` (its label), ``mAP``, ``n``,
+        ``seed``) and ``missing`` (groups whose params file is not on disk: label and
+        path); None when no params file is on disk.
+    """
+    from .inference import bench_exported
+    rows, missing = [], []
+    for g in speed_groups(records):
+        if not g['params'] or not os.path.isfile(g['params']):
+            missing.append({'label': g['label'], 'params': g['params']})
+            continue
+        row = bench_exported(g['params'], runs=runs)
+        row.update(name=g['label'], mAP=g['mAP'], n=g['n'], seed=g['seed'])
+        rows.append(row)
+    return {'rows': rows, 'missing': missing, 'runs': runs} if rows else None
+
+
+def _speed_section(speed):
+    """The speed section's Markdown lines (none without measurements)."""
+    if not speed:
+        return []
+    from .inference import speed_markdown
+    out = [SPEED_HEADING, '',
+           "Each model as `scripts/export.py` exports it (GluonCV's `export_block`, its "
+           'preprocessing included), loaded back with `SymbolBlock.imports`: median latency '
+           'of {} runs at batch 1, throughput at batch {}, on the CPU that wrote this report. '
+           "One params file per row (the lowest seed's); mAP: the mean over the row's seeds. "
+           'Speed-up: relative to the first row.'.format(
+               speed['runs'], speed['rows'][0]['batch_size']), '',
+           speed_markdown(speed['rows']), '']
+    if speed['missing']:
+        out += ['Not measured, their params files are not on disk (weights are not '
+                'committed; rerun the grid to make them): ' + '; '.join(
+                    '{} (`{}`)'.format(m['label'], m['params']) for m in speed['missing'])
+                + '.', '']
+    return out
+
+
+# --------------------------------------------------------------------------------------
 # Entry points
 # --------------------------------------------------------------------------------------
-def write_report(results, out_dir, name=None, digits=1):
+def write_report(results, out_dir, name=None, digits=1, speed=True):
     """Write ``<name>.md``, ``<name>_summary.json`` and the PNG figures into ``out_dir``.
+
+    With ``speed``, the params files of the records that are on disk are exported and
+    timed (:func:`measure_speed`): a table beside mAP and ``<name>_speed.png``.
 
     Returns
     -------
@@ -541,6 +624,11 @@ def write_report(results, out_dir, name=None, digits=1):
     for path in curves:
         figures['(c) training curves, ' + os.path.basename(path)[:-4]] = os.path.relpath(
             path, out_dir)
+    summary['speed'] = measure_speed(data['records']) if speed else None
+    if summary['speed']:
+        from .inference import plot_map_latency
+        plot_map_latency(summary['speed']['rows'], os.path.join(out_dir, name + '_speed.png'))
+        figures['(e) mAP against latency (exported, this CPU)'] = name + '_speed.png'
     report = os.path.join(out_dir, name + '.md')
     with open(report, 'w') as f:
         f.write(markdown(summary, name, figures, digits, os.path.abspath(results),
@@ -561,10 +649,14 @@ def main(argv=None):
     p.add_argument('--out-dir', default='results', help='where the report and PNGs go')
     p.add_argument('--name', default=None, help='file name stem (default: the grid name)')
     p.add_argument('--digits', type=int, default=1, help='decimals of mAP points')
+    p.add_argument('--no-speed', action='store_true',
+                   help='do not export and time the params files on disk (a quicker report, '
+                   'without the speed section)')
     args = p.parse_args(argv)
     if not os.path.exists(args.results):
         raise GankdError('--results: no such file {}'.format(args.results))
-    written = write_report(args.results, args.out_dir, args.name, args.digits)
+    written = write_report(args.results, args.out_dir, args.name, args.digits,
+                           speed=not args.no_speed)
     print('report: {}'.format(written['report']))
     for path in written['figures']:
         print('figure: {}'.format(path))

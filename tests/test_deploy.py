@@ -111,6 +111,65 @@ def test_onnx_without_the_onnx_package_is_one_error_line(teacher_params, tmp_pat
     assert os.listdir(tmp_path) == []
 
 
+def test_fixed_gammas_become_ones_and_mxnet_computes_the_same(student_params, tmp_path):
+    from gankd.inference import export_detector, ones_for_fixed_gamma
+    _, sym, params = export_detector(student_params, str(tmp_path / 'raw'), preprocess=False,
+                                     raw=True)
+    before = mx.nd.load(params)
+    fixed = ones_for_fixed_gamma(sym, params)
+    after = mx.nd.load(params)
+    # GluonCV's feature expander: a 1x1 and a 3x3 convolution per extra level, each with a
+    # BatchNorm of MXNet's default fix_gamma=True (four extra levels).
+    assert len(fixed) == 8 and all('expand' in k for k in fixed)
+    assert any((before['arg:' + k] != 1).sum().asscalar() for k in fixed)  # random before
+    for k in after:
+        want = mx.nd.ones_like(before[k]) if k[len('arg:'):] in fixed else before[k]
+        assert (after[k] == want).min().asscalar() == 1, k
+    x = mx.nd.random.normal(shape=(2, 3, DATA_SHAPE, DATA_SHAPE))
+    outs = []
+    for arrays in (before, after):
+        mx.nd.save(str(tmp_path / 'p.params'), arrays)
+        net = mx.gluon.SymbolBlock.imports(sym, ['data'], str(tmp_path / 'p.params'))
+        outs.append([o.asnumpy() for o in net(x)])
+    for a, b in zip(*outs):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.skipif(not all(__import__('importlib').util.find_spec(m)
+                            for m in ('onnx', 'onnxruntime')),
+                    reason='needs onnx and onnxruntime (not in requirements.txt: every '
+                    'onnxruntime for Python 3.11 requires numpy>=1.24.2, MXNet 1.9.1 numpy<1.24)')
+@pytest.mark.parametrize('kind', ['ssd', 'student'])
+def test_onnxruntime_reproduces_the_raw_outputs(kind, teacher_params, student_params,
+                                                voc_root, tmp_path):
+    import onnxruntime
+    from gankd.inference import RawGraph
+    src = teacher_params if kind == 'ssd' else student_params
+    # Random initialisation leaves negative running variances in the feature expander, as
+    # no training does: MXNet's ReLU turns their NaNs into 0, ONNX's keeps them.
+    params = str(tmp_path / 'model.params')
+    mx.nd.save(params, {k: a.abs() if k.endswith(('running_var', 'moving_var')) else a
+                        for k, a in mx.nd.load(src).items()})
+    shutil.copy(src[:-len('.params')] + '.json', params[:-len('.params')] + '.json')
+    proc = run_script('export.py', '--params', params, '--out', tmp_path / 'm', '--onnx')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    meta, backbone, head = load_detector(params)
+    raw = RawGraph(backbone, head)
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # MXNet's graph keeps its weights as inputs: warnings
+    session = onnxruntime.InferenceSession(str(tmp_path / 'm.onnx'), options,
+                                           providers=['CPUExecutionProvider'])
+    pixels = _pixels(voc_root)
+    x = (pixels / 255.0 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    x = x.transpose((0, 3, 1, 2)).astype('float32')
+    for image in x:
+        got = session.run(None, {'data': image[None]})
+        want = [a.asnumpy() for a in raw(mx.nd.array(image[None]))]
+        assert [g.shape for g in got] == [w.shape for w in want]
+        for g, w in zip(got, want):  # class scores, box offsets, anchors
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * np.abs(w).max())
+
+
 def test_demo_draws_pngs_and_prints_the_detections_above_the_threshold(student_params,
                                                                       voc_root, tmp_path):
     from gluoncv.data.transforms.presets.ssd import SSDDefaultValTransform
@@ -278,3 +337,70 @@ def test_export_without_preprocessing_takes_the_normalised_tensor(student_params
     _, backbone, head = load_detector(student_params)
     for got, want in zip(net(x), head(backbone(x))):
         np.testing.assert_allclose(got.asnumpy(), want.asnumpy(), rtol=1e-5, atol=1e-4)
+
+
+def test_report_puts_speed_and_size_beside_map(teacher_params, student_params, tmp_path):
+    from PIL import Image
+    from gankd.report import SPEED_HEADING, write_report
+
+    def record(role, student, teacher, method, seed, mAP, params):
+        return {'key': '{}/{}/{}/seed{}'.format(role, student, teacher, seed), 'role': role,
+                'student': student, 'teacher': teacher, 'method': method, 'seed': seed,
+                'status': 'ok', 'mAP': mAP, 'params': params, 'history': None}
+    gone = str(tmp_path / 'gone' / 'baseline_best.params')
+    records = [record('teacher', None, TEACHER, None, 233, 0.50, teacher_params),
+               record('teacher', None, TEACHER, None, 234, 0.54, teacher_params),
+               record('baseline', STUDENT, 'none', 'baseline', 0, 0.30, gone),
+               # The lowest seed's params are measured: seed 1's are not on disk.
+               record('distill', STUDENT, TEACHER, 'gan', 1, 0.36, str(tmp_path / 'nope')),
+               record('distill', STUDENT, TEACHER, 'gan', 0, 0.33, student_params)]
+    results = tmp_path / 'grid.json'
+    results.write_text(json.dumps({'records': records}))
+    written = write_report(str(results), str(tmp_path / 'rep'), 'grid')
+    text = open(written['report']).read()
+    speed = json.load(open(written['summary']))['speed']
+    rows = speed['rows']
+    assert [r['name'] for r in rows] == ['teacher ' + TEACHER,
+                                        '{} (gan from {})'.format(STUDENT, TEACHER)]
+    assert [r['params'] for r in rows] == [teacher_params, student_params]
+    assert [r['mAP'] for r in rows] == [pytest.approx(0.52), pytest.approx(0.345)]
+    for row, params in zip(rows, [teacher_params, student_params]):
+        assert row['size_bytes'] == os.path.getsize(params)
+        assert row['num_params'] == sum(a.size for k, a in mx.nd.load(params).items()
+                                        if not k.endswith(('running_mean', 'running_var')))
+        assert row['latency_ms'] > 0 and row['runs'] == 30
+
+    section = text[text.index(SPEED_HEADING):text.index('## Figures')]
+    table = [l for l in section.splitlines() if l.startswith('| ')][1:]
+    assert len(table) == 2
+    for row, line in zip(rows, table):
+        cells = [c.strip() for c in line.strip('|').split('|')]
+        assert cells[0] == row['name'] and cells[1] == str(DATA_SHAPE)
+        assert float(cells[4]) == pytest.approx(row['latency_ms'], abs=0.006)
+        assert float(cells[5].rstrip('x')) == pytest.approx(
+            rows[0]['latency_ms'] / row['latency_ms'], abs=0.006)
+        assert float(cells[7]) == pytest.approx(100 * row['mAP'], abs=0.051)
+    assert cells[7] == '34.5'
+    # The baseline's params file is gone: said, not measured.
+    assert speed['missing'] == [{'label': STUDENT + ' (no teacher)', 'params': gone}]
+    assert 'Not measured' in section and '{} (no teacher) (`{}`)'.format(STUDENT, gone) in section
+
+    png = tmp_path / 'rep' / 'grid_speed.png'
+    assert str(png) in written['figures'] and '(grid_speed.png)' in text
+    with Image.open(png) as pic:
+        pic.load()
+        assert pic.format == 'PNG'
+
+    # --no-speed: the quick report, nothing exported or timed.
+    proc = run_script('report.py', '--results', results, '--out-dir', tmp_path / 'quick',
+                      '--name', 'grid', '--no-speed')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert SPEED_HEADING not in (tmp_path / 'quick' / 'grid.md').read_text()
+    assert not (tmp_path / 'quick' / 'grid_speed.png').exists()
+    assert json.load(open(tmp_path / 'quick' / 'grid_summary.json'))['speed'] is None
+
+    # No params file on disk at all: no section (weights are not committed).
+    results.write_text(json.dumps({'records': [dict(r, params=gone) for r in records]}))
+    written = write_report(str(results), str(tmp_path / 'none'), 'grid')
+    assert SPEED_HEADING not in open(written['report']).read()
+    assert not (tmp_path / 'none' / 'grid_speed.png').exists()
