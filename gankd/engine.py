@@ -266,6 +266,8 @@ def train_one_epoch(run, loader, epoch, distill=True, log_interval=100, logger=N
     for i, batch in enumerate(bar):
         if warmup and warmup[0] and iteration <= warmup[0]:
             run.trainer.set_learning_rate(warmup[1] * min(1.0, (iteration + 1) / warmup[0]))
+        for term in run.terms:
+            term.set_iteration(iteration)  # e.g. --adv-warmup ramps from the run's count
         try:
             values = train_step(run, batch, distill)
         except DivergenceError as err:
