@@ -3,6 +3,7 @@ import mxnet as mx
 from mxnet import autograd
 
 from .detector import Detector
+from .distill import AdversarialTerm
 from .distributed import Distribution, sync_batchnorm
 from .engine import Run
 from .errors import GankdError
@@ -94,9 +95,10 @@ def build_plain_run(network, data_shape, classes, ctx, dataset='voc', lr=1e-3, m
 def build_gankd_run(teacher, student, data_shape, classes, ctx, teacher_params=None,
                     dataset='voc', lr=1e-3, momentum=0.9, wd=5e-4, lr_d=5e-4, clip=0.03,
                     n_critic=1, adv_weight=0.1, adapt='mismatch', optimizer='sgd',
-                    critic_norm='rms', critic_bn=True, pretrained_base=False,
+                    critic_norm='rms', critic_bn=None, pretrained_base=False,
                     distill=('gan',), distill_weights=None, distribution=None, syncbn=False,
-                    amp=None, head='teacher', det_weight=1.0, hint_connector='1x1'):
+                    amp=None, head='teacher', det_weight=1.0, hint_connector='1x1',
+                    critic='wgan-clip', gp_weight=10.0, critic_levels=None, adv_warmup=0):
     """A distillation run: frozen teacher backbone and head, student + adapters, the
     head the student's maps drive (by default a trainable copy of the teacher's), and the
     distillation terms (by default GAN-KD's six critics alone).
@@ -118,6 +120,19 @@ def build_gankd_run(teacher, student, data_shape, classes, ctx, teacher_params=N
         ``--det-weight``: the detection loss's weight while the terms are on.
     hint_connector : {'1x1', 'none'}
         ``--hint-connector`` (:class:`gankd.terms.HintTerm`).
+    critic : str
+        ``--critic``: the critic variant (:data:`gankd.critic_losses.CRITICS`);
+        ``'wgan-clip'`` is the published one.
+    critic_norm : {'rms', 'channel', 'none'}
+        ``--critic-norm``: what the critics' inputs are normalised by.
+    critic_bn : bool or None
+        ``--critic-bn``; None is the critic variant's default.
+    gp_weight : float
+        ``--gp-weight`` (``wgan-gp``).
+    critic_levels : list of int or None
+        ``--critic-levels``: the levels that get a critic (None: all).
+    adv_warmup : int
+        ``--adv-warmup``: iterations over which the adversarial weight rises from 0.
 
     Returns
     -------
@@ -156,9 +171,16 @@ def build_gankd_run(teacher, student, data_shape, classes, ctx, teacher_params=N
         distill_weights = [adv_weight if n == 'gan' else 1.0 for n in distill]
     meta['distill'] = dict(zip(distill, [float(w) for w in distill_weights]))
     terms = build_terms(distill, distill_weights, t_shapes, ctx, t_head, gan_options=dict(
-        lr=lr_d, clip=clip, n_critic=n_critic, input_norm=critic_norm == 'rms',
+        lr=lr_d, clip=clip, n_critic=n_critic, input_norm=critic_norm,
         critic_bn=critic_bn, sync_devices=len(ctx) if syncbn else 1,
-        distribution=distribution, amp=amp), hint_options=dict(connector=hint_connector))
+        distribution=distribution, amp=amp, critic=critic, gp_weight=gp_weight,
+        levels=critic_levels, warmup=adv_warmup), hint_options=dict(connector=hint_connector))
+    gan = [t for t in terms if isinstance(t, AdversarialTerm)]
+    if gan:
+        # The critic's settings, for reports and for resuming with the same flags.
+        meta.update(critic=critic, critic_norm=critic_norm, critic_bn=gan[0].critic_bn,
+                    critic_levels=gan[0].critics.level_ids, adv_warmup=int(adv_warmup),
+                    clip=float(clip), gp_weight=float(gp_weight))
     # Connectors of the terms (e.g. hint's 1x1 convs) train with the student but are not
     # part of the deliverable detector; checkpoints hold them through Run.blocks().
     params = [p for p in model.collect_params().values() if p.grad_req != 'null'] + [

@@ -13,7 +13,7 @@ import numpy as np
 from .errors import GankdError
 
 __all__ = ['training_parser', 'add_data_check_flag', 'train_from_args', 'main_guard',
-           'seed_everything']
+           'seed_everything', 'gan_options']
 
 
 def add_data_check_flag(parser):
@@ -21,6 +21,12 @@ def add_data_check_flag(parser):
     parser.add_argument('--skip-data-check', action='store_true',
                         help='do not check at start-up that every image exists, decodes and '
                         'has the size its annotation gives (for trusted data)')
+
+
+#: ``--critic`` and ``--critic-norm`` choices, as :data:`gankd.critic_losses.CRITICS` and
+#: :data:`gankd.critic.CRITIC_NORMS` name them (spelled out: flags parse without MXNet).
+CRITIC_CHOICES = ('wgan-clip', 'wgan-gp', 'hinge-sn', 'lsgan')
+CRITIC_NORM_CHOICES = ('rms', 'channel', 'none')
 
 
 def training_parser(description, distill):
@@ -97,10 +103,25 @@ def training_parser(description, distill):
                        help='one weight per --distill term, e.g. 1,0.5 (default: '
                        '--adv-weight for gan, 1 for the others)')
         p.add_argument('--lr-d', type=float, default=5e-4, help='critic Adam learning rate')
-        p.add_argument('--critic-norm', default='rms', choices=['rms', 'none'],
-                       help="divide critic inputs by the teacher maps' RMS per level, or not")
-        p.add_argument('--critic-bn', action=argparse.BooleanOptionalAction, default=True,
-                       help='BatchNorm inside the critics (DCGAN/WGAN reference critic)')
+        p.add_argument('--critic', default='wgan-clip', choices=CRITIC_CHOICES,
+                       help='critic variant: wgan-clip (published: WGAN, weight clipping), '
+                       'wgan-gp (gradient penalty), hinge-sn (hinge loss, spectral norm), '
+                       'lsgan (least squares)')
+        p.add_argument('--gp-weight', type=float, default=10.0,
+                       help='weight of the gradient penalty (--critic wgan-gp)')
+        p.add_argument('--critic-norm', default='rms', choices=CRITIC_NORM_CHOICES,
+                       help="critic inputs: divided by the teacher maps' RMS per level, "
+                       "standardised per channel with the teacher's mean and std, or raw "
+                       "(statistics measured on the first batch, kept in checkpoints)")
+        p.add_argument('--critic-levels', default=None,
+                       help='comma-separated levels (0 = largest map) that get a critic, '
+                       'e.g. 0,1,2; the others get no adversarial loss (default: all)')
+        p.add_argument('--critic-bn', action=argparse.BooleanOptionalAction, default=None,
+                       help='BatchNorm inside the critics (DCGAN/WGAN reference critic); '
+                       'default: on for wgan-clip and lsgan, off for wgan-gp and hinge-sn')
+        p.add_argument('--adv-warmup', type=int, default=0,
+                       help='raise the adversarial weight linearly from 0 over the first N '
+                       'iterations (the critics train from the start)')
         p.add_argument('--adapt', default='mismatch', choices=['mismatch', 'all'],
                        help='1x1 adapters where channels differ, or on every level')
         p.add_argument('--det-weight', type=float, default=1.0,
@@ -138,6 +159,10 @@ def _check_args(args):
         raise GankdError('--n-critic must be at least 1')
     if getattr(args, 'clip', 1) <= 0:
         raise GankdError('--clip must be positive')
+    if getattr(args, 'gp_weight', 0) < 0:
+        raise GankdError('--gp-weight must be 0 or more')
+    if getattr(args, 'adv_warmup', 0) < 0:
+        raise GankdError('--adv-warmup must be 0 or more')
     if args.horovod and args.kvstore != 'device':
         raise GankdError('--horovod replaces the kvstore; drop --kvstore {}'.format(
             args.kvstore))
@@ -148,6 +173,17 @@ def _split_list(text, flag, cast=str):
         return [cast(t.strip()) for t in str(text).split(',') if t.strip()]
     except ValueError:
         raise GankdError('{} takes comma-separated numbers, got {!r}'.format(flag, text)) from None
+
+
+def gan_options(args):
+    """Keyword arguments of :func:`gankd.builders.build_gankd_run` for the critics, from
+    parsed distillation flags."""
+    levels = (None if args.critic_levels is None else
+              _split_list(args.critic_levels, '--critic-levels', int))
+    return dict(lr_d=args.lr_d, clip=args.clip, n_critic=args.n_critic,
+                adv_weight=args.adv_weight, critic=args.critic, gp_weight=args.gp_weight,
+                critic_norm=args.critic_norm, critic_bn=args.critic_bn,
+                critic_levels=levels, adv_warmup=args.adv_warmup)
 
 
 def _datasets(args):
@@ -198,13 +234,11 @@ def train_from_args(args, distill):
         weights = (None if args.distill_weights is None else
                    _split_list(args.distill_weights, '--distill-weights', float))
         run = build_gankd_run(args.teacher, args.student, args.data_shape, classes, ctx,
-                              teacher_params=args.teacher_params, lr_d=args.lr_d,
-                              clip=args.clip, n_critic=args.n_critic,
-                              adv_weight=args.adv_weight, adapt=args.adapt, head=args.head,
-                              critic_norm=args.critic_norm, critic_bn=args.critic_bn,
-                              distill=_split_list(args.distill, '--distill'),
+                              teacher_params=args.teacher_params, adapt=args.adapt,
+                              head=args.head, distill=_split_list(args.distill, '--distill'),
                               distill_weights=weights, det_weight=args.det_weight,
-                              hint_connector=args.hint_connector, **common)
+                              hint_connector=args.hint_connector, **gan_options(args),
+                              **common)
     else:
         run = build_plain_run(args.network, args.data_shape, classes, ctx, **common)
     # Recorded beside every params file, so eval_voc.py needs no flags.

@@ -2,10 +2,105 @@
 import math
 
 import mxnet as mx
+from mxnet import autograd
 from mxnet.gluon import HybridBlock, nn
 from mxnet.gluon.contrib.nn import SyncBatchNorm
 
-__all__ = ['FeatureCritic', 'CriticSet', 'clip_weights', 'trainable']
+from .errors import GankdError
+
+__all__ = ['SNConv2D', 'ChannelStandardiser', 'FeatureCritic', 'CriticSet', 'CRITIC_NORMS',
+           'check_levels', 'clip_weights', 'trainable']
+
+#: ``--critic-norm``: what each level's maps are divided by before its critic.
+CRITIC_NORMS = ('rms', 'channel', 'none')
+
+
+class SNConv2D(nn.Conv2D):
+    """A convolution whose weight is divided by its largest singular value (Miyato et al.
+    2018, spectral normalisation).
+
+    The weight, reshaped to ``(out, in * k * k)``, has its largest singular value
+    estimated by power iteration from a persistent vector ``u`` (a Parameter that is not
+    trained, so checkpoints keep it and a resumed run goes on from the same estimate).
+    Every forward in training mode does one iteration and stores the new ``u``; the
+    gradient of ``W / sigma(W)`` flows through ``sigma`` with ``u`` and ``v`` held fixed,
+    as in the reference implementation.
+
+    ``u`` is updated in place, which a hybridised graph cannot do: the block runs
+    imperatively and refuses to be traced into a symbol.
+
+    Parameters
+    ----------
+    channels, kernel_size, ...
+        As :class:`mxnet.gluon.nn.Conv2D`.
+    eps : float
+        Keeps the normalisation of ``u`` and ``v`` finite for a zero weight.
+    """
+
+    def __init__(self, channels, kernel_size, eps=1e-12, **kwargs):
+        super(SNConv2D, self).__init__(channels, kernel_size, **kwargs)
+        self.eps = eps
+        with self.name_scope():
+            # Random start: a fixed one could be orthogonal to the top singular vector.
+            self.u = self.params.get('u', shape=(channels,), init=mx.init.Normal(1.0),
+                                     grad_req='null', differentiable=False)
+
+    def _power_iteration(self, weight, u):
+        """One power iteration from ``u``; returns the new ``(u, v)``, not recorded."""
+        w = weight.reshape((0, -1))
+        with autograd.pause():
+            v = mx.nd.dot(w, u, transpose_a=True)
+            v = v / (mx.nd.norm(v) + self.eps)
+            u_new = mx.nd.dot(w, v)
+            u_new = u_new / (mx.nd.norm(u_new) + self.eps)
+        return u_new, v
+
+    def normalised_weight(self, ctx=None):
+        """``W / sigma`` with sigma estimated from the stored ``u`` (nothing updated)."""
+        ctx = ctx or self.weight.list_ctx()[0]
+        weight = self.weight.data(ctx)
+        u, v = self._power_iteration(weight, self.u.data(ctx))
+        return weight / mx.nd.dot(u, mx.nd.dot(weight.reshape((0, -1)), v))
+
+    def hybrid_forward(self, F, x, weight, u, bias=None):
+        if F is not mx.nd:
+            raise GankdError('spectral-normalised convolutions update their power-iteration '
+                             'vector in place and cannot be hybridised')
+        u_new, v = self._power_iteration(weight, u)
+        if autograd.is_training():
+            u[:] = u_new  # u is this device's copy of the parameter: the estimate persists
+        sigma = F.dot(u_new, F.dot(weight.reshape((0, -1)), v))
+        weight = F.broadcast_div(weight, sigma.reshape((1, 1, 1, 1)))
+        if bias is None:
+            return F.Convolution(x, weight, name='fwd', **self._kwargs)
+        return F.Convolution(x, weight, bias, name='fwd', **self._kwargs)
+
+
+class ChannelStandardiser(HybridBlock):
+    """``(x - mean) / std`` per channel, with constants measured on the teacher's maps.
+
+    The statistics are Parameters that are neither trained nor clipped, so checkpoints
+    keep them (as :class:`CriticSet`'s ``input_scales``). PKD standardises features per
+    channel before comparing them; with the teacher's statistics for both networks, a
+    student channel is judged by how far it departs from the teacher's distribution of
+    that channel, whatever the channel's scale.
+
+    Parameters
+    ----------
+    channels : int
+    """
+
+    def __init__(self, channels, **kwargs):
+        super(ChannelStandardiser, self).__init__(**kwargs)
+        with self.name_scope():
+            self.mean = self.params.get('mean', shape=(channels,), init=mx.init.Zero(),
+                                        grad_req='null', differentiable=False)
+            self.std = self.params.get('std', shape=(channels,), init=mx.init.One(),
+                                       grad_req='null', differentiable=False)
+
+    def hybrid_forward(self, F, x, mean, std):
+        return F.broadcast_div(F.broadcast_sub(x, mean.reshape((1, -1, 1, 1))),
+                               std.reshape((1, -1, 1, 1)))
 
 
 class FeatureCritic(HybridBlock):
@@ -33,89 +128,167 @@ class FeatureCritic(HybridBlock):
     sync_devices : int
         With more than one, the BatchNorms are SyncBatchNorms over that many devices
         (``--syncbn``).
+    spectral_norm : bool
+        Every convolution (the score's too) is an :class:`SNConv2D` (``--critic hinge-sn``);
+        the critic then runs imperatively.
     """
 
     def __init__(self, in_channels, spatial, width=64, max_width=256, norm=True,
-                 sync_devices=1, **kwargs):
+                 sync_devices=1, spectral_norm=False, **kwargs):
         super(FeatureCritic, self).__init__(**kwargs)
         self.depth = max(int(math.ceil(math.log2(spatial))), 0) if spatial > 1 else 0
+        conv = SNConv2D if spectral_norm else nn.Conv2D
         with self.name_scope():
             self.body = nn.HybridSequential()
             channels = in_channels
             if self.depth == 0:
                 # A 1x1 map has nothing to downsample: one 1x1 layer keeps a hidden layer.
-                self.body.add(nn.Conv2D(width, 1, in_channels=channels), nn.LeakyReLU(0.2))
+                self.body.add(conv(width, 1, in_channels=channels), nn.LeakyReLU(0.2))
                 channels = width
             for i in range(self.depth):
                 out = min(width * 2 ** i, max_width)
                 first = i == 0
-                self.body.add(nn.Conv2D(out, 3, strides=2, padding=1, in_channels=channels,
-                                        use_bias=first or not norm))
+                self.body.add(conv(out, 3, strides=2, padding=1, in_channels=channels,
+                                   use_bias=first or not norm))
                 if norm and not first:
                     self.body.add(nn.BatchNorm(in_channels=out) if sync_devices <= 1 else
                                   SyncBatchNorm(in_channels=out, num_devices=sync_devices))
                 self.body.add(nn.LeakyReLU(0.2))
                 channels = out
-            self.score = nn.Conv2D(1, 1, in_channels=channels)
+            self.score = conv(1, 1, in_channels=channels)
 
     def hybrid_forward(self, F, x):
         return self.score(self.body(x)).reshape((0, -1)).mean(axis=1)
 
 
 class CriticSet(HybridBlock):
-    """One :class:`FeatureCritic` per level; returns a list of per-image scores.
+    """One :class:`FeatureCritic` per chosen level; returns a list of per-image scores.
 
     Each level's maps (teacher's and student's alike) are divided by a constant, the
     ``input_scales`` parameter (not trained, not clipped). With weight clipping the
     critic's scores grow with the magnitude of its input, and the SSD levels of an
     untrained or from-scratch network differ in magnitude by orders; a per-level
     constant keeps every critic's scores, and the adversarial term, of order one.
-    :meth:`calibrate` sets it to the RMS of the teacher's maps.
+    :meth:`calibrate` sets it to the RMS of the teacher's maps. With ``channel_stats``
+    each level is instead standardised per channel (:class:`ChannelStandardiser`,
+    ``--critic-norm channel``), and :meth:`calibrate` measures the teacher's mean and
+    standard deviation of every channel.
 
     Parameters
     ----------
     shapes : list of tuple
-        ``(C, H, W)`` of the teacher's maps.
-    width, max_width, norm, sync_devices
+        ``(C, H, W)`` of the teacher's maps, every level.
+    width, max_width, norm, sync_devices, spectral_norm
         See :class:`FeatureCritic`.
+    levels : list of int or None
+        The levels that get a critic (``--critic-levels``); None is all of them. The
+        forward takes the maps of every level and scores the chosen ones, in order.
+    channel_stats : bool
+        Standardise per channel instead of dividing by one scale per level.
     """
 
-    def __init__(self, shapes, width=64, max_width=256, norm=True, sync_devices=1, **kwargs):
+    def __init__(self, shapes, width=64, max_width=256, norm=True, sync_devices=1,
+                 levels=None, channel_stats=False, spectral_norm=False, **kwargs):
         super(CriticSet, self).__init__(**kwargs)
+        self.level_ids = check_levels(levels, len(shapes))
+        self.channel_stats = channel_stats
+        chosen = [shapes[i] for i in self.level_ids]
         with self.name_scope():
             self.levels = nn.HybridSequential()
-            for c, h, _ in shapes:
-                self.levels.add(FeatureCritic(c, h, width, max_width, norm, sync_devices))
-            self.input_scales = self.params.get('input_scales', shape=(len(shapes),),
+            for c, h, _ in chosen:
+                self.levels.add(FeatureCritic(c, h, width, max_width, norm, sync_devices,
+                                              spectral_norm))
+            self.input_scales = self.params.get('input_scales', shape=(len(chosen),),
                                                 init=mx.init.One(), grad_req='null',
                                                 differentiable=False)
+            # Only with --critic-norm channel, so that other checkpoints keep their
+            # parameters (and older ones still load).
+            self.standardisers = None
+            if channel_stats:
+                self.standardisers = nn.HybridSequential()
+                for c, _, _ in chosen:
+                    self.standardisers.add(ChannelStandardiser(c))
+
+    def _select(self, maps):
+        return [maps[i] for i in self.level_ids]
 
     def calibrate(self, teacher_maps, average=None):
-        """Set each level's input scale to the RMS of the teacher's maps.
+        """Measure the constants the critics' inputs are normalised by, on the teacher's
+        maps: each level's RMS, or with ``channel_stats`` each channel's mean and standard
+        deviation.
 
         Parameters
         ----------
         teacher_maps : list of list of NDArray
-            Per device, the six maps; the RMS is over all devices' images.
+            Per device, the maps of every level; statistics are over all devices' images.
         average : callable or None
             Averages an NDArray over workers (distributed training), so that every
-            worker's critics see the same scales.
+            worker's critics see the same constants.
         """
         ctx = teacher_maps[0][0].context
-        rms = mx.nd.concat(*[mx.nd.sqrt(mx.nd.mean(mx.nd.concat(
-            *[dev[i].as_in_context(ctx).reshape((-1,)) for dev in teacher_maps], dim=0) ** 2))
-            .reshape((1,)) for i in range(len(teacher_maps[0]))], dim=0)
+        per_level = [mx.nd.concat(*[dev[i].as_in_context(ctx) for dev in teacher_maps],
+                                  dim=0) for i in self.level_ids]
+        if self.channel_stats:
+            for std_block, maps in zip(self.standardisers, per_level):
+                self._calibrate_channels(std_block, maps, average)
+            return
+        rms = mx.nd.concat(*[mx.nd.sqrt(mx.nd.mean(m.reshape((-1,)) ** 2)).reshape((1,))
+                             for m in per_level], dim=0)
         if average is not None:
             rms = average(rms)
         self.input_scales.set_data(mx.nd.maximum(rms, 1e-6))
 
+    @staticmethod
+    def _calibrate_channels(block, maps, average):
+        # Moments rather than the variance itself, so that workers can average them.
+        mean = maps.mean(axis=(0, 2, 3))
+        square = (maps ** 2).mean(axis=(0, 2, 3))
+        if average is not None:
+            mean, square = average(mean), average(square)
+        std = mx.nd.sqrt(mx.nd.maximum(square - mean ** 2, 0))
+        # A channel the teacher leaves (nearly) constant, e.g. dead after a ReLU, would
+        # otherwise magnify whatever the student puts there without bound: floor each
+        # channel's std at 1% of the level's mean std.
+        floor = mx.nd.maximum(std.mean() * 0.01, 1e-6)
+        block.mean.set_data(mean)
+        block.std.set_data(mx.nd.broadcast_maximum(std, floor))
+
     def is_calibrated(self):
+        if self.channel_stats:
+            return any(not bool((b.std.data() == 1).min().asscalar())
+                       for b in self.standardisers)
         return not bool((self.input_scales.data() == 1).min().asscalar())
 
+    def _normalise(self, F, i, m, input_scales):
+        if self.channel_stats:
+            return self.standardisers[i](m)
+        return F.broadcast_div(m, F.slice_axis(input_scales, axis=0, begin=i,
+                                               end=i + 1).reshape((1, 1, 1, 1)))
+
+    def normalise(self, maps):
+        """The chosen levels of ``maps`` (every level), as the critics see them."""
+        chosen = self._select(maps)
+        scales = self.input_scales.data(chosen[0].context)
+        return [self._normalise(mx.nd, i, m, scales) for i, m in enumerate(chosen)]
+
     def hybrid_forward(self, F, maps, input_scales):
-        return [critic(F.broadcast_div(m, F.slice_axis(input_scales, axis=0, begin=i,
-                                                       end=i + 1).reshape((1, 1, 1, 1))))
-                for i, (critic, m) in enumerate(zip(self.levels, maps))]
+        return [critic(self._normalise(F, i, m, input_scales))
+                for i, (critic, m) in enumerate(zip(self.levels, self._select(maps)))]
+
+
+def check_levels(levels, num_levels):
+    """``--critic-levels`` as a sorted list of level indices (None: every level)."""
+    if levels is None:
+        return list(range(num_levels))
+    try:
+        ids = [int(i) for i in levels]
+    except (TypeError, ValueError):
+        raise GankdError('critic levels must be integers, got {!r}'.format(levels)) from None
+    bad = [i for i in ids if not 0 <= i < num_levels]
+    if bad or not ids or len(set(ids)) != len(ids):
+        raise GankdError('critic levels must be distinct indices from 0 to {}, at least one; '
+                         'got {}'.format(num_levels - 1, ids))
+    return sorted(ids)
 
 
 def trainable(params):

@@ -12,8 +12,10 @@ from typing import Any, List, Optional
 import mxnet as mx
 from mxnet import autograd
 
-from .critic import CriticSet, clip_weights, trainable
+from .critic import CRITIC_NORMS, CriticSet, trainable
+from .critic_losses import build_critic_loss
 from .distributed import Distribution, backward
+from .errors import GankdError
 
 __all__ = ['Captures', 'DistillTerm', 'AdversarialTerm']
 
@@ -63,13 +65,37 @@ class DistillTerm(object):
     needs_teacher_preds : bool
         Whether the loop must also run the frozen teacher head on the teacher's maps
         (fills ``Captures.teacher_cls_preds`` / ``teacher_box_preds``).
+    warmup : int
+        Over the run's first ``warmup`` iterations ``weight`` rises linearly from 0 (at
+        iteration 0) to its full value (from iteration ``warmup`` on); 0 is no warm-up.
+    iteration : int or None
+        The iteration being trained, counted from the run's start, as the loop last told
+        (:meth:`set_iteration`). The ramp is derived from it alone, so a resumed run
+        continues it; None (outside the loop) is the full weight.
     """
     name = 'distill'
     needs_teacher = True
     needs_teacher_preds = False
 
-    def __init__(self, weight=1.0):
+    def __init__(self, weight=1.0, warmup=0):
         self.weight = weight
+        self.warmup = int(warmup)
+        self.iteration = None
+
+    @property
+    def weight(self):
+        """The weight of this iteration: the full weight but during the warm-up."""
+        if self.warmup > 0 and self.iteration is not None and self.iteration < self.warmup:
+            return self._weight * (max(self.iteration, 0) / float(self.warmup))
+        return self._weight
+
+    @weight.setter
+    def weight(self, value):
+        self._weight = value
+
+    def set_iteration(self, iteration):
+        """Called by the loop before every iteration with the run's iteration count."""
+        self.iteration = iteration
 
     def prepare(self, captures):
         """Work before the student step (e.g. critic updates). Returns loss NDArrays to
@@ -104,12 +130,15 @@ class DistillTerm(object):
 
 
 class AdversarialTerm(DistillTerm):
-    """GAN-KD: six Wasserstein critics tell teacher maps from student maps.
+    """GAN-KD: per-level critics tell teacher maps from student maps.
 
-    Critic step (``n_critic`` times, student maps detached):
+    Critic step (``n_critic`` times, student maps detached): the variant's objective
+    (:mod:`gankd.critic_losses`, ``--critic``), plus its penalty if it has one, then its
+    constraint (e.g. clipping). The published one, ``wgan-clip``, is
     ``L_D = sum over levels [mean D(teacher) - mean D(student)]``, then every critic weight
-    is clipped to ``[-clip, clip]``. Student term: ``sum over levels mean D(student)``
-    (the loop multiplies it by ``weight``, ``--adv-weight``).
+    is clipped to ``[-clip, clip]``; its student term is ``sum over levels
+    mean D(student)``. The loop multiplies the student term by ``weight``
+    (``--adv-weight``), ramped up over ``warmup`` iterations (``--adv-warmup``).
 
     Parameters
     ----------
@@ -122,38 +151,62 @@ class AdversarialTerm(DistillTerm):
         Adam learning rate of the critics (``--lr-d``).
     beta1 : float
     clip : float
-        Weight clipping bound (``--clip``).
+        Weight clipping bound (``--clip``; ``wgan-clip`` only).
     n_critic : int
         Critic steps per iteration (``--n-critic``).
     kvstore : str
     width : int
         Channels of each critic's first layer.
-    input_norm : bool
-        Divide each level by the RMS of the teacher's maps on the first batch (see
-        :class:`CriticSet`); False feeds the raw maps.
-    critic_bn : bool
-        BatchNorm inside the critics (see :class:`FeatureCritic`).
+    input_norm : {'rms', 'channel', 'none'} or bool
+        ``--critic-norm``: divide each level by the RMS of the teacher's maps on the first
+        batch, standardise each channel with the teacher's mean and std on the first
+        batch, or feed the raw maps (see :class:`CriticSet`). True is ``'rms'``, False
+        ``'none'``.
+    critic_bn : bool or None
+        BatchNorm inside the critics (see :class:`FeatureCritic`); None is the variant's
+        default (on for ``wgan-clip`` and ``lsgan``, off for ``wgan-gp`` and ``hinge-sn``).
     sync_devices : int
         SyncBatchNorm over this many devices inside the critics (``--syncbn``).
     distribution : gankd.distributed.Distribution or None
-        Makes the critics' Trainer and averages the input scales over workers; None is one
-        machine with ``kvstore``.
+        Makes the critics' Trainer and averages the input statistics over workers; None is
+        one machine with ``kvstore``.
     amp : module or None
         ``mxnet.contrib.amp`` when training in mixed precision (``--amp``).
+    critic : str
+        ``--critic``, a name of :data:`gankd.critic_losses.CRITICS`.
+    gp_weight : float
+        ``--gp-weight`` (``wgan-gp`` only).
+    levels : list of int or None
+        ``--critic-levels``: the levels with a critic; None is all.
+    warmup : int
+        ``--adv-warmup`` (see :class:`DistillTerm`).
     """
     name = 'Loss_G'
 
     def __init__(self, shapes, ctx, weight=1.0, lr=5e-4, beta1=0.5, clip=0.03, n_critic=1,
-                 kvstore='device', width=64, input_norm=True, critic_bn=True, sync_devices=1,
-                 distribution=None, amp=None):
-        super(AdversarialTerm, self).__init__(weight)
+                 kvstore='device', width=64, input_norm=True, critic_bn=None, sync_devices=1,
+                 distribution=None, amp=None, critic='wgan-clip', gp_weight=10.0,
+                 levels=None, warmup=0):
+        super(AdversarialTerm, self).__init__(weight, warmup=warmup)
+        if input_norm is True or input_norm is False:
+            input_norm = 'rms' if input_norm else 'none'
+        if input_norm not in CRITIC_NORMS:
+            raise GankdError('critic norm must be one of {}, got {!r}'.format(
+                ', '.join(CRITIC_NORMS), input_norm))
         self.clip, self.n_critic, self.input_norm = clip, n_critic, input_norm
-        self.critics = CriticSet(shapes, width=width, norm=critic_bn, sync_devices=sync_devices)
+        self.critic_loss = build_critic_loss(critic, clip=clip, gp_weight=gp_weight)
+        self.critic_bn = self.critic_loss.batchnorm if critic_bn is None else bool(critic_bn)
+        self.critics = CriticSet(shapes, width=width, norm=self.critic_bn,
+                                 sync_devices=sync_devices, levels=levels,
+                                 channel_stats=input_norm == 'channel',
+                                 spectral_norm=self.critic_loss.spectral_norm)
         # DCGAN/WGAN initialisation; it already lies inside the clipping range.
         self.critics.initialize(mx.init.Normal(0.02), ctx=ctx)
-        self.critics.hybridize(static_alloc=True)
-        # Only the critics' weights are trained and clipped, not the input scales or
-        # BatchNorm's running statistics.
+        if not self.critic_loss.spectral_norm:
+            # Spectral normalisation updates its vectors in place: imperative only.
+            self.critics.hybridize(static_alloc=True)
+        # Only the critics' weights are trained and clipped, not the input statistics,
+        # BatchNorm's running statistics or the power-iteration vectors.
         self.weights = trainable(self.critics.levels.collect_params())
         self.distribution = distribution or Distribution(kvstore)
         self.amp = amp
@@ -166,34 +219,50 @@ class AdversarialTerm(DistillTerm):
         # monitoring; e.g. a check that clipping holds).
         self.step_hooks = []
 
+    def critic_losses(self, captures):
+        """The critics' per-device objectives (each device's mean times its share of the
+        batch, recorded) and the values to log (per-device lists): ``Loss_D_real`` and
+        ``Loss_D_fake``, the mean scores of teacher and student maps summed over levels,
+        and the penalty as ``Loss_D_penalty`` for a variant that has one. No gradient
+        reaches either network's maps."""
+        losses, real, fake = [], [], []
+        with autograd.record():
+            for cap in captures:
+                # Detached: a critic step trains the critics, never the networks.
+                d_real = self.critics([m.detach() for m in cap.teacher_maps])
+                d_fake = self.critics([m.detach() for m in cap.student_maps])
+                losses.append(self.critic_loss.critic(d_real, d_fake) * cap.fraction)
+                real.append(sum(s.mean() for s in d_real) * cap.fraction)
+                fake.append(sum(s.mean() for s in d_fake) * cap.fraction)
+            penalties = self.critic_loss.penalty(self.critics, captures)
+            if penalties is not None:
+                penalties = [p * cap.fraction for p, cap in zip(penalties, captures)]
+                losses = [l + p for l, p in zip(losses, penalties)]
+        logged = {'Loss_D_real': real, 'Loss_D_fake': fake}
+        if penalties is not None:
+            logged['Loss_D_penalty'] = penalties
+        return losses, logged
+
     def prepare(self, captures):
-        if self.input_norm and not self._calibration_checked:
-            # Scales restored from a checkpoint are kept; fresh ones are measured once.
+        if self.input_norm != 'none' and not self._calibration_checked:
+            # Statistics restored from a checkpoint are kept; fresh ones are measured once.
             if not self.critics.is_calibrated():
                 self.critics.calibrate([c.teacher_maps for c in captures],
                                        average=self.distribution.average)
             self._calibration_checked = True
-        real, fake = [], []
+        logged = {}
         for _ in range(self.n_critic):
-            losses, real, fake = [], [], []
-            with autograd.record():
-                for cap in captures:
-                    d_real = sum(s.mean() for s in self.critics(cap.teacher_maps))
-                    d_fake = sum(s.mean() for s in self.critics(
-                        [m.detach() for m in cap.student_maps]))
-                    losses.append((d_real - d_fake) * cap.fraction)
-                    real.append(d_real * cap.fraction)
-                    fake.append(d_fake * cap.fraction)
+            losses, logged = self.critic_losses(captures)
             backward(losses, self.trainer, self.amp)
             self.trainer.step(1)
-            clip_weights(self.weights, self.clip)
+            self.critic_loss.after_step(self.weights)
             for hook in self.step_hooks:
                 hook(self.weights)
         # Logged values are those of the last critic step.
-        return {'Loss_D_real': real, 'Loss_D_fake': fake}
+        return logged
 
     def loss(self, cap):
-        return sum(s.mean() for s in self.critics(cap.student_maps))
+        return self.critic_loss.student(self.critics(cap.student_maps))
 
     def blocks(self):
         return {'critics': self.critics}

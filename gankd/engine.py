@@ -253,7 +253,9 @@ def train_one_epoch(run, loader, epoch, distill=True, log_interval=100, logger=N
     :class:`gankd.stopping.StopRequested` once a stop signal has arrived. ``warmup``
     ``(iterations, lr)``: the student's learning rate rises linearly to ``lr`` over the
     run's first ``iterations`` iterations (counted from the run's start, so a resumed
-    run continues the same ramp).
+    run continues the same ramp). Every term is told the same count before each
+    iteration (:meth:`gankd.distill.DistillTerm.set_iteration`, e.g. for
+    ``--adv-warmup``).
     """
     logger = logger or logging.getLogger('gankd')
     if stop is not None:
@@ -266,6 +268,8 @@ def train_one_epoch(run, loader, epoch, distill=True, log_interval=100, logger=N
     for i, batch in enumerate(bar):
         if warmup and warmup[0] and iteration <= warmup[0]:
             run.trainer.set_learning_rate(warmup[1] * min(1.0, (iteration + 1) / warmup[0]))
+        for term in run.terms:
+            term.set_iteration(iteration)  # e.g. --adv-warmup ramps from the run's count
         try:
             values = train_step(run, batch, distill)
         except DivergenceError as err:
