@@ -286,12 +286,17 @@ def demo(params_file, images, out_dir, thresh=0.5, ctx=mx.cpu()):
                                                                    *box)
 
 
+# BatchNorm running statistics are not learned parameters. GluonCV's base networks name
+# them running_*, the layers FeatureExpander appends (mx.sym.BatchNorm) moving_*.
+BN_STATISTICS = ('running_mean', 'running_var', 'moving_mean', 'moving_var')
+
+
 def count_params(params_file):
     """Number of learned values in a params file (BatchNorm running statistics, which
     are not learned by gradient, left out)."""
     arrays = mx.nd.load(params_file)
     return int(sum(a.size for name, a in arrays.items()
-                   if not name.endswith(('running_mean', 'running_var'))))
+                   if not name.endswith(BN_STATISTICS)))
 
 
 def median_seconds(fn, runs, warmup=5):
