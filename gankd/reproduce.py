@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from .cli import split_list
 from .errors import GankdError
 from .stopping import StopSignals, exit_code
 
@@ -605,17 +606,7 @@ def build_parser():
 
 
 def _split_list(text, what, cast=str):
-    items = [t.strip() for t in (text or '').split(',') if t.strip()]
-    if not items:
-        raise GankdError('{} is empty'.format(what))
-    try:
-        items = [cast(t) for t in items]
-    except ValueError:
-        raise GankdError('{} takes comma-separated {}s, got {!r}'.format(
-            what, cast.__name__, text))
-    if len(set(items)) != len(items):
-        raise GankdError('{} lists a value twice: {!r}'.format(what, text))
-    return tuple(items)
+    return tuple(split_list(text, what, cast, required=True, unique=True))
 
 
 def _parse_extra(text, what):

@@ -10,9 +10,9 @@ import sys
 
 import numpy as np
 
-from .errors import GankdError
+from ..errors import GankdError
 
-__all__ = ['training_parser', 'add_data_check_flag', 'train_from_args', 'main_guard',
+__all__ = ['training_parser', 'add_data_check_flag', 'split_list', 'train_from_args', 'main_guard',
            'seed_everything', 'gan_options']
 
 
@@ -168,18 +168,30 @@ def _check_args(args):
             args.kvstore))
 
 
-def _split_list(text, flag, cast=str):
+def split_list(text, flag, cast=str, required=False, unique=False):
+    """``'a,b'`` -> ``['a', 'b']`` (blanks dropped), each item passed through ``cast``.
+
+    ``flag`` names the option in the error; ``required`` refuses an empty list and
+    ``unique`` a repeated item. Returns a list.
+    """
+    items = [t.strip() for t in str(text or '').split(',') if t.strip()]
+    if required and not items:
+        raise GankdError('{} is empty'.format(flag))
     try:
-        return [cast(t.strip()) for t in str(text).split(',') if t.strip()]
+        items = [cast(t) for t in items]
     except ValueError:
-        raise GankdError('{} takes comma-separated numbers, got {!r}'.format(flag, text)) from None
+        raise GankdError('{} takes comma-separated {}s, got {!r}'.format(
+            flag, getattr(cast, '__name__', 'value'), text)) from None
+    if unique and len(set(items)) != len(items):
+        raise GankdError('{} lists a value twice: {!r}'.format(flag, text))
+    return items
 
 
 def gan_options(args):
     """Keyword arguments of :func:`gankd.builders.build_gankd_run` for the critics, from
     parsed distillation flags."""
     levels = (None if args.critic_levels is None else
-              _split_list(args.critic_levels, '--critic-levels', int))
+              split_list(args.critic_levels, '--critic-levels', int))
     return dict(lr_d=args.lr_d, clip=args.clip, n_critic=args.n_critic,
                 adv_weight=args.adv_weight, critic=args.critic, gp_weight=args.gp_weight,
                 critic_norm=args.critic_norm, critic_bn=args.critic_bn,
@@ -189,10 +201,10 @@ def gan_options(args):
 def _datasets(args):
     """``(train_set, val_set, classes, metric, seconds)`` of ``--dataset``: metric None is
     VOC07; seconds the start-up check took (None when skipped)."""
-    from .data import voc_datasets
-    from .datacheck import check_dataset
+    from ..data import voc_datasets
+    from ..datacheck import check_dataset
     if args.dataset == 'coco':
-        from .coco import coco_datasets
+        from ..coco import coco_datasets
         train_set, val_set, classes = coco_datasets(args.dataset_root)
     else:
         train_set, val_set, classes = voc_datasets(args.dataset_root)
@@ -201,18 +213,18 @@ def _datasets(args):
         seconds = check_dataset(train_set) + check_dataset(val_set)
     metric = None
     if args.dataset == 'coco':
-        from .coco import COCOMetric
+        from ..coco import COCOMetric
         metric = COCOMetric(val_set, args.data_shape)
     return train_set, val_set, classes, metric, seconds
 
 
 def train_from_args(args, distill):
     """Build datasets and the run from parsed flags, then :func:`gankd.engine.fit`."""
-    from .builders import build_gankd_run, build_plain_run, contexts, train_anchors
-    from .data import train_loader, val_loader
-    from .datacheck import describe_dataset
-    from .distributed import Distribution, require_amp
-    from .engine import TrainConfig, fit, setup_logging
+    from ..builders import build_gankd_run, build_plain_run, contexts, train_anchors
+    from ..data import train_loader, val_loader
+    from ..datacheck import describe_dataset
+    from ..distributed import Distribution, require_amp
+    from ..engine import TrainConfig, fit, setup_logging
 
     _check_args(args)
     dist = Distribution(args.kvstore, args.horovod)
@@ -232,10 +244,10 @@ def train_from_args(args, distill):
                   distribution=dist, syncbn=args.syncbn, amp=amp)
     if distill:
         weights = (None if args.distill_weights is None else
-                   _split_list(args.distill_weights, '--distill-weights', float))
+                   split_list(args.distill_weights, '--distill-weights', float))
         run = build_gankd_run(args.teacher, args.student, args.data_shape, classes, ctx,
                               teacher_params=args.teacher_params, adapt=args.adapt,
-                              head=args.head, distill=_split_list(args.distill, '--distill'),
+                              head=args.head, distill=split_list(args.distill, '--distill'),
                               distill_weights=weights, det_weight=args.det_weight,
                               hint_connector=args.hint_connector, **gan_options(args),
                               **common)
@@ -281,8 +293,8 @@ def main_guard(main):
     """Run ``main()``; a GankdError becomes one line on stderr and exit code 2; training
     stopped by SIGINT or SIGTERM exits with 130 or 143, as the shell reports a process
     those signals end."""
-    from .engine import TrainingInterrupted
-    from .stopping import StopRequested, exit_code
+    from ..engine import TrainingInterrupted
+    from ..stopping import StopRequested, exit_code
     try:
         return main()
     except (TrainingInterrupted, StopRequested) as err:
