@@ -17,7 +17,7 @@ __all__ = ['SyntheticSpec', 'Benchmark', 'MINI_VOC', 'MINI_VOC_METHODS', 'GAN_VA
 
 @dataclass(frozen=True)
 class SyntheticSpec:
-    """Arguments of :func:`gankd.synthetic.make_synthetic_voc` for a preset's data."""
+    """Arguments of :func:`gankd.data.synthetic.make_synthetic_voc` for a preset's data."""
     num_train: int
     num_test: int
     image_size: int

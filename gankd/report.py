@@ -545,7 +545,7 @@ def speed_groups(records):
 
 
 def measure_speed(records, runs=30):
-    """Latency, throughput and size (:func:`gankd.inference.bench_exported`) of the params
+    """Latency, throughput and size (:func:`gankd.deploy.bench_exported`) of the params
     file of each :func:`speed_groups` entry that is on disk.
 
     Returns
@@ -555,7 +555,7 @@ def measure_speed(records, runs=30):
         ``seed``) and ``missing`` (groups whose params file is not on disk: label and
         path); None when no params file is on disk.
     """
-    from .inference import bench_exported
+    from .deploy import bench_exported
     rows, missing = [], []
     for g in speed_groups(records):
         if not g['params'] or not os.path.isfile(g['params']):
@@ -571,7 +571,7 @@ def _speed_section(speed):
     """The speed section's Markdown lines (none without measurements)."""
     if not speed:
         return []
-    from .inference import speed_markdown
+    from .deploy import speed_markdown
     out = [SPEED_HEADING, '',
            "Each model as `scripts/export.py` exports it (GluonCV's `export_block`, its "
            'preprocessing included), loaded back with `SymbolBlock.imports`: median latency '
@@ -626,7 +626,7 @@ def write_report(results, out_dir, name=None, digits=1, speed=True):
             path, out_dir)
     summary['speed'] = measure_speed(data['records']) if speed else None
     if summary['speed']:
-        from .inference import plot_map_latency
+        from .deploy import plot_map_latency
         plot_map_latency(summary['speed']['rows'], os.path.join(out_dir, name + '_speed.png'))
         figures['(e) mAP against latency (exported, this CPU)'] = name + '_speed.png'
     report = os.path.join(out_dir, name + '.md')

@@ -4,7 +4,7 @@ Every training is a subprocess of ``scripts/train_ssd.py`` (teachers, baselines)
 ``scripts/train_gankd_ssd.py`` (distilled students), run with ``--resume auto``: a crash
 in one cell is recorded as failed without ending the grid, memory is given back after
 each cell, and an interrupted cell continues from its last checkpoint. Each finished
-cell is evaluated (VOC07 mAP, :func:`gankd.voc_eval.evaluate_params`) and appended as
+cell is evaluated (VOC07 mAP, :func:`gankd.eval.params.evaluate_params`) and appended as
 one record to the results JSON, which is rewritten atomically; a re-run skips the cells
 whose record says ``ok``, so an interrupted grid resumes where it stopped.
 
@@ -409,8 +409,8 @@ def _train(cell, stop):
 
 
 def _evaluate(cell, grid):
-    from .builders import contexts
-    from .voc_eval import evaluate_params
+    from .train.run import contexts
+    from .eval.params import evaluate_params
     return evaluate_params(cell.params, grid.dataset_root, contexts(grid.gpus), batch_size=8)
 
 
@@ -431,7 +431,7 @@ def _record(cell, grid, error=None):
 def _loop_map(params):
     """The mAP the training loop's own validation gave these params (in the JSON beside
     them), or None."""
-    from .detector import meta_path
+    from .detectors.detector import meta_path
     try:
         with open(meta_path(params)) as f:
             value = json.load(f).get('mAP')
@@ -640,7 +640,7 @@ def _parse_pairs(items, what):
 
 
 def _check_networks(names, what):
-    from .ssd import FEATURE_LAYERS
+    from .detectors.ssd.model import FEATURE_LAYERS
     bad = [n for n in names if n != 'none' and teacher_network(n) not in FEATURE_LAYERS]
     if bad:
         raise GankdError('{}: unknown network(s) {}; known: {}'.format(
@@ -649,7 +649,7 @@ def _check_networks(names, what):
 
 def _preset_data(bench, work_dir, dry_run):
     """The preset's synthetic dataset under ``work_dir/data``, generated if missing."""
-    from .synthetic import META_FILE, make_synthetic_voc
+    from .data.synthetic import META_FILE, make_synthetic_voc
     root = os.path.join(work_dir, 'data')
     spec = bench.data
     want = {'num_train': spec.num_train, 'num_test': spec.num_test,

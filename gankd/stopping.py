@@ -56,7 +56,7 @@ class StopSignals(object):
 
     On entry the handlers are installed (in the main thread only: Python delivers
     signals there, and elsewhere the context does nothing); on exit the previous ones
-    are restored, so a library caller of :func:`gankd.engine.fit` is not left with them.
+    are restored, so a library caller of :func:`gankd.train.loop.fit` is not left with them.
 
     While :attr:`child` holds a running ``subprocess.Popen``, every signal is passed on to
     it instead (and the first one still recorded).

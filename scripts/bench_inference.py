@@ -28,7 +28,7 @@ def main():
     p.add_argument('--figure', default=None, help='with --dataset-root: mAP against latency, PNG')
     args = p.parse_args()
     from gankd.errors import GankdError
-    from gankd.inference import bench_exported, plot_map_latency, speed_markdown, write_json
+    from gankd.deploy import bench_exported, plot_map_latency, speed_markdown, write_json
     if args.figure and not args.dataset_root:
         raise GankdError('--figure plots mAP, which needs --dataset-root')
     if args.data_shape is not None and (args.data_shape < 32 or args.data_shape % 32):
@@ -38,7 +38,7 @@ def main():
         row = bench_exported(params, args.data_shape, args.batch_size, args.runs)
         if args.dataset_root:
             import mxnet as mx
-            from gankd.voc_eval import evaluate_params
+            from gankd.eval.params import evaluate_params
             row['mAP'] = evaluate_params(params, args.dataset_root, [mx.cpu()])['mAP']
         rows.append(row)
     if args.json:

@@ -29,12 +29,12 @@ def main():
     args = p.parse_args()
 
     import mxnet as mx
-    from gankd.builders import build_gankd_run, contexts, train_anchors
-    from gankd.data import train_loader, voc_datasets
-    from gankd.detector import save_detector
-    from gankd.speed import time_iteration_and_parts
-    from gankd.ssd import build_ssd, ssd_config
-    from gankd.synthetic import make_synthetic_voc
+    from gankd.train.run import build_gankd_run, contexts, train_anchors
+    from gankd.data.voc import train_loader, voc_datasets
+    from gankd.detectors.detector import save_detector
+    from gankd.train.speed import time_iteration_and_parts
+    from gankd.detectors.ssd.model import build_ssd, ssd_config
+    from gankd.data.synthetic import make_synthetic_voc
 
     mx.random.seed(0)
     ctx = contexts(args.gpus, args.cpu_contexts)

@@ -20,7 +20,7 @@ def main():
     p.add_argument('--out', required=True, help='folder for the PNGs')
     p.add_argument('--thresh', type=float, default=0.5, help='lowest score drawn and printed')
     args = p.parse_args()
-    from gankd.inference import demo
+    from gankd.deploy import demo
     for line in demo(args.params, args.images, args.out, args.thresh):
         print(line)
 

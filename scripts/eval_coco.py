@@ -25,9 +25,9 @@ def main():
     p.add_argument('--json', default=None, help='also write the numbers to this JSON file')
     add_data_check_flag(p)
     args = p.parse_args()
-    from gankd.builders import contexts
-    from gankd.coco import evaluate_coco_params, format_table
-    from gankd.voc_eval import write_json
+    from gankd.train.run import contexts
+    from gankd.data.coco import evaluate_coco_params, format_table
+    from gankd.eval.params import write_json
     result = evaluate_coco_params(args.params, args.dataset_root,
                                   contexts(args.gpus, args.cpu_contexts), args.batch_size,
                                   args.num_workers, split=args.split,

@@ -28,8 +28,8 @@ def main():
     p.add_argument('--json', default=None, help='also write the numbers to this JSON file')
     add_data_check_flag(p)
     args = p.parse_args()
-    from gankd.builders import contexts
-    from gankd.voc_eval import choose_params, evaluate_params, format_table, write_json
+    from gankd.train.run import contexts
+    from gankd.eval.params import choose_params, evaluate_params, format_table, write_json
     params, root, said = choose_params(args.params, args.dataset_root)
     for line in said:
         print('eval_voc.py: ' + line, file=sys.stderr)

@@ -28,7 +28,7 @@ def main():
                    "box offsets, anchors; no NMS; the MXNet graph it comes from as PREFIX-raw-*); "
                    'needs the onnx package')
     args = p.parse_args()
-    from gankd.inference import data_shape_of, export_detector, export_onnx
+    from gankd.deploy import data_shape_of, export_detector, export_onnx
     if args.onnx:
         # Checked first: a missing onnx package must not leave half an export behind.
         export_onnx(args.params, args.out + '.onnx')

@@ -15,7 +15,7 @@ from pathlib import Path
 # Run from a clone without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gankd.synthetic import make_synthetic_voc  # noqa: E402
+from gankd.data.synthetic import make_synthetic_voc  # noqa: E402
 
 PROG = "make_synthetic_voc.py"
 

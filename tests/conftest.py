@@ -17,7 +17,7 @@ STUDENT = 'mobilenet0.25'
 
 @pytest.fixture(scope='session')
 def voc_root(tmp_path_factory):
-    from gankd.synthetic import make_synthetic_voc
+    from gankd.data.synthetic import make_synthetic_voc
     root = tmp_path_factory.mktemp('data') / 'voc'
     make_synthetic_voc(str(root), num_train=16, num_test=6, image_size=96, seed=3)
     return str(root)
@@ -25,15 +25,15 @@ def voc_root(tmp_path_factory):
 
 @pytest.fixture(scope='session')
 def classes(voc_root):
-    from gankd.data import read_classes
+    from gankd.data.voc import read_classes
     return read_classes(voc_root)
 
 
 @pytest.fixture(scope='session')
 def teacher_params(tmp_path_factory, classes):
     """A teacher SSD with random weights, saved as training would save it."""
-    from gankd.detector import save_detector
-    from gankd.ssd import build_ssd, ssd_config
+    from gankd.detectors.detector import save_detector
+    from gankd.detectors.ssd.model import build_ssd, ssd_config
     cfg = ssd_config(TEACHER, DATA_SHAPE, classes)
     net = build_ssd(**cfg)
     path = str(tmp_path_factory.mktemp('teacher') / 'teacher.params')

@@ -1,4 +1,4 @@
-"""COCO-format data and metric (gankd.coco) and scripts/eval_coco.py, on real files."""
+"""COCO-format data and metric (gankd.data.coco) and scripts/eval_coco.py, on real files."""
 import gc
 import json
 import os
@@ -16,7 +16,7 @@ IMAGE_SIZE = 96  # images differ from the 64 px input, so boxes must be scaled b
 @pytest.fixture(scope='module')
 def coco_root(tmp_path_factory):
     """Synthetic data with the COCO JSON files; returns (root, generator info)."""
-    from gankd.synthetic import make_synthetic_voc
+    from gankd.data.synthetic import make_synthetic_voc
     root = tmp_path_factory.mktemp('coco') / 'synth'
     info = make_synthetic_voc(str(root), num_train=8, num_test=5, image_size=IMAGE_SIZE,
                               seed=3, coco_json=True)
@@ -25,15 +25,15 @@ def coco_root(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def datasets(coco_root):
-    from gankd.coco import coco_datasets
+    from gankd.data.coco import coco_datasets
     return coco_datasets(coco_root[0])
 
 
 @pytest.fixture(scope='module')
 def random_params(tmp_path_factory, coco_root):
     """A random-weight SSD for the dataset's classes, saved as training saves it."""
-    from gankd.detector import save_detector
-    from gankd.ssd import build_ssd, ssd_config
+    from gankd.detectors.detector import save_detector
+    from gankd.detectors.ssd.model import build_ssd, ssd_config
     cfg = ssd_config(TEACHER, DATA_SHAPE, coco_root[1]['classes'], dataset='coco')
     path = str(tmp_path_factory.mktemp('det') / 'random.params')
     save_detector(path, build_ssd(**cfg), {'kind': 'ssd', 'name': 'random', 'ssd': cfg})
@@ -45,7 +45,7 @@ def _num_boxes(dataset):
 
 
 def test_synthetic_coco_json_is_read(coco_root, datasets):
-    from gankd.data import voc_datasets
+    from gankd.data.voc import voc_datasets
     root, info = coco_root
     train, val, classes = datasets
     assert classes == info['classes']
@@ -68,7 +68,7 @@ def test_synthetic_coco_json_is_read(coco_root, datasets):
 
 def test_real_coco_layout(coco_root, tmp_path):
     """MS COCO's own layout: file_name is a bare name, images in <root>/val2017/."""
-    from gankd.coco import COCOLayoutDetection, COCOMetric, coco_dataset
+    from gankd.data.coco import COCOLayoutDetection, COCOMetric, coco_dataset
     from gankd.errors import GankdError
     src, info = coco_root
     root = tmp_path / 'coco'
@@ -134,7 +134,7 @@ def _score(metric, detections):
 
 
 def test_coco_metric_ground_truth_is_perfect(datasets):
-    from gankd.coco import COCOMetric
+    from gankd.data.coco import COCOMetric
     _, val, classes = datasets
     metric = COCOMetric(val, DATA_SHAPE)
     tmpdir = metric._tmpdir

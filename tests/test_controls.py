@@ -41,9 +41,9 @@ def transfer_run(voc_root, teacher_params):
     feature-transfer control of mini-voc-cal, on CI's tiny data."""
     import mxnet as mx
     from conftest import TEACHER
-    from gankd.builders import build_gankd_run
+    from gankd.train.run import build_gankd_run
     from gankd.cli import seed_everything
-    from gankd.data import voc_datasets
+    from gankd.data.voc import voc_datasets
     seed_everything(1)
     _, _, classes = voc_datasets(voc_root)
     return build_gankd_run(TEACHER, TEACHER, DATA_SHAPE, classes, [mx.cpu()],
@@ -59,8 +59,8 @@ def test_a_student_holding_the_teachers_weights_detects_exactly_like_the_teacher
     transfer any.)"""
     import mxnet as mx
     import numpy as np
-    from gankd.data import val_loader, voc_datasets
-    from gankd.detector import load_detector, save_detector
+    from gankd.data.voc import val_loader, voc_datasets
+    from gankd.detectors.detector import load_detector, save_detector
     run = transfer_run
     snapshot = {k: p.data().copy() for k, p in run.backbone.collect_params().items()}
     teacher = list(run.teacher.collect_params().values())

@@ -11,9 +11,9 @@ import pytest
 from mxnet import autograd, gluon
 
 from conftest import DATA_SHAPE, STUDENT, TEACHER
-from gankd.critic import CRITIC_NORMS, SNConv2D, trainable
-from gankd.critic_losses import CRITICS, WGANGP
-from gankd.distill import AdversarialTerm, DistillTerm
+from gankd.distill.critics import CRITIC_NORMS, SNConv2D, trainable
+from gankd.distill.critic_losses import CRITICS, WGANGP
+from gankd.distill.base import AdversarialTerm, DistillTerm
 from gankd.errors import GankdError
 import test_terms
 from test_terms import ONE, TWO, make_caps, perturbed
@@ -103,10 +103,10 @@ def test_unknown_critic_norm_and_levels_are_refused(setup):
 
 def _short_run(voc_root, teacher_params, argv):
     """Two iterations of a GAN-KD run built from ``argv`` as the script builds it."""
-    from gankd.builders import build_gankd_run, train_anchors
+    from gankd.train.run import build_gankd_run, train_anchors
     from gankd.cli import gan_options, seed_everything, training_parser
-    from gankd.data import train_loader, voc_datasets
-    from gankd.engine import train_one_epoch
+    from gankd.data.voc import train_loader, voc_datasets
+    from gankd.train.loop import train_one_epoch
     args = training_parser('t', distill=True).parse_args(argv)
     train_set, _, classes = voc_datasets(voc_root)
     seed_everything(7)
@@ -470,9 +470,9 @@ def test_warmup_follows_the_loops_iteration_across_epochs_and_resumes(voc_root, 
                                                                       monkeypatch):
     """The loop tells the term the run's iteration; a run resumed at iteration 4 (the
     second epoch) continues the ramp where the first left it."""
-    import gankd.engine as engine
-    from gankd.builders import build_gankd_run, train_anchors
-    from gankd.data import train_loader, voc_datasets
+    import gankd.train.loop as engine
+    from gankd.train.run import build_gankd_run, train_anchors
+    from gankd.data.voc import train_loader, voc_datasets
     train_set, _, classes = voc_datasets(voc_root)
     run = build_gankd_run(TEACHER, STUDENT, DATA_SHAPE, classes, [mx.cpu()],
                           teacher_params=teacher_params, adv_weight=0.3, adv_warmup=6)
@@ -526,10 +526,10 @@ def test_new_options_compose_with_a_direct_feature_term_in_training(voc_root, te
 
 
 def test_hinge_sn_composes_with_hint_in_one_train_step(setup):
-    from gankd.engine import Run, train_step
-    from gankd.ssd import copy_head
-    from gankd.student import build_student
-    from gankd.terms import build_terms
+    from gankd.train.loop import Run, train_step
+    from gankd.detectors.ssd.model import copy_head
+    from gankd.detectors.ssd.student import build_student
+    from gankd.distill.terms import build_terms
     d = setup
     student = build_student(STUDENT, DATA_SHAPE, d['shapes'], ctx=ONE)
     head = copy_head(d['cfg'], d['head'], ctx=ONE)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import DATA_SHAPE, STUDENT, TEACHER, run_script
-from gankd.detector import load_detector
+from gankd.detectors.detector import load_detector
 
 # The fresh process: MXNet alone, no gankd (nor GluonCV) importable from its cwd or path.
 LOAD_EXPORT = '''
@@ -36,8 +36,8 @@ except ImportError:
 @pytest.fixture(scope='module')
 def student_params(tmp_path_factory, classes, teacher_params):
     """A distilled student's params file, saved as training saves it."""
-    from gankd.builders import build_gankd_run
-    from gankd.detector import save_detector
+    from gankd.train.run import build_gankd_run
+    from gankd.detectors.detector import save_detector
     run = build_gankd_run(TEACHER, STUDENT, DATA_SHAPE, classes, [mx.cpu()],
                           teacher_params=teacher_params)
     path = str(tmp_path_factory.mktemp('student') / 'student.params')
@@ -112,7 +112,7 @@ def test_onnx_without_the_onnx_package_is_one_error_line(teacher_params, tmp_pat
 
 
 def test_fixed_gammas_become_ones_and_mxnet_computes_the_same(student_params, tmp_path):
-    from gankd.inference import export_detector, ones_for_fixed_gamma
+    from gankd.deploy import export_detector, ones_for_fixed_gamma
     _, sym, params = export_detector(student_params, str(tmp_path / 'raw'), preprocess=False,
                                      raw=True)
     before = mx.nd.load(params)
@@ -143,7 +143,7 @@ def test_fixed_gammas_become_ones_and_mxnet_computes_the_same(student_params, tm
 def test_onnxruntime_reproduces_the_raw_outputs(kind, teacher_params, student_params,
                                                 voc_root, tmp_path):
     import onnxruntime
-    from gankd.inference import RawGraph
+    from gankd.deploy import RawGraph
     src = teacher_params if kind == 'ssd' else student_params
     # Random initialisation leaves negative running variances in the feature expander, as
     # no training does: MXNet's ReLU turns their NaNs into 0, ONNX's keeps them.
@@ -258,7 +258,7 @@ def test_bench_inference_table_and_json(teacher_params, student_params, tmp_path
 def test_speed_markdown_and_map_latency_figure(tmp_path):
     from PIL import Image
     from gankd.errors import GankdError
-    from gankd.inference import plot_map_latency, speed_markdown
+    from gankd.deploy import plot_map_latency, speed_markdown
     rows = [dict(name='teacher', data_shape=64, num_params=2e6, size_bytes=2 ** 23,
                  latency_ms=8.0, batch_size=16, throughput=300.0, mAP=0.5),
             dict(name='student', data_shape=64, num_params=5e5, size_bytes=2 ** 21,
@@ -331,7 +331,7 @@ def test_eval_voc_without_flags_errors(teacher_params, tmp_path):
 
 
 def test_export_without_preprocessing_takes_the_normalised_tensor(student_params, tmp_path):
-    from gankd.inference import export_detector
+    from gankd.deploy import export_detector
     meta, sym, params = export_detector(student_params, str(tmp_path / 'raw'), preprocess=False)
     # GluonCV's export_block removes box_encode; training in this process needs it back.
     assert 'box_encode' in mx.sym.contrib.__dict__

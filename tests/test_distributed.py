@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from conftest import DATA_SHAPE, ROOT, STUDENT, TEACHER, run_script
-from gankd.builders import build_gankd_run, train_anchors
-from gankd.data import EpochSampler, train_loader, voc_datasets
-from gankd.distributed import sync_batchnorm
-from gankd.engine import train_step
-from gankd.ssd import build_ssd, ssd_config
+from gankd.train.run import build_gankd_run, train_anchors
+from gankd.data.voc import EpochSampler, train_loader, voc_datasets
+from gankd.train.distributed import sync_batchnorm
+from gankd.train.loop import train_step
+from gankd.detectors.ssd.model import build_ssd, ssd_config
 
 
 def _params(block, ctx):
@@ -247,7 +247,7 @@ FIRST_STEP_WORKER = """
 import json, sys
 import mxnet as mx, numpy as np
 from mxnet import autograd, gluon
-from gankd.distributed import Distribution
+from gankd.train.distributed import Distribution
 dist = Distribution('dist_sync')
 wrong = []
 for t in range(8):

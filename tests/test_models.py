@@ -3,10 +3,10 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from gankd.critic import CriticSet, FeatureCritic, clip_weights
+from gankd.distill.critics import CriticSet, FeatureCritic, clip_weights
 from gankd.errors import GankdError
-from gankd.ssd import build_ssd, feature_shapes, split_ssd, ssd_config
-from gankd.student import build_student
+from gankd.detectors.ssd.model import build_ssd, feature_shapes, split_ssd, ssd_config
+from gankd.detectors.ssd.student import build_student
 
 
 @pytest.fixture(scope='module')

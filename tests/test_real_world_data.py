@@ -1,7 +1,7 @@
 """What custom and real VOC/COCO trees hold: images without objects, missing or odd image
 files, the field variants annotation tools write. Each either works or ends in one
-``error:`` line with exit code 2 before anything is trained (gankd.datacheck, the readers
-in gankd.data and gankd.coco)."""
+``error:`` line with exit code 2 before anything is trained (gankd.data.check, the readers
+in gankd.data.voc and gankd.data.coco)."""
 import json
 import os
 import re
@@ -70,8 +70,8 @@ def test_an_image_without_objects_gets_all_negative_targets(classes):
     for a VOC label of shape (0, 6) and for GluonCV COCO's dummy row of -1."""
     import mxnet as mx
     from mxnet import autograd
-    from gankd.data import AUGMENTATIONS
-    from gankd.ssd import build_ssd, ssd_config
+    from gankd.data.voc import AUGMENTATIONS
+    from gankd.detectors.ssd.model import build_ssd, ssd_config
     net = build_ssd(**ssd_config(STUDENT, DATA_SHAPE, classes))
     with autograd.train_mode():
         _, _, anchors = net(mx.nd.zeros((1, 3, DATA_SHAPE, DATA_SHAPE)))
@@ -128,7 +128,7 @@ def test_images_without_objects_train_and_evaluate(tmp_path, voc_root, teacher_p
 
 def test_coco_images_without_annotations_train(tmp_path):
     """COCO keeps images without annotations for training too (GluonCV drops them)."""
-    from gankd.synthetic import make_synthetic_voc
+    from gankd.data.synthetic import make_synthetic_voc
     root = tmp_path / 'coco'
     make_synthetic_voc(str(root), num_train=8, num_test=4, image_size=96, seed=3, coco_json=True)
     path = root / 'annotations' / 'instances_train.json'
@@ -150,8 +150,8 @@ def test_coco_images_without_annotations_train(tmp_path):
 
 def test_annotation_tool_variants_are_read(tmp_path, voc_root, classes):
     """Field variants, encodings, image formats and rounding that real trees hold."""
-    from gankd.data import voc_datasets
-    from gankd.datacheck import check_dataset
+    from gankd.data.voc import voc_datasets
+    from gankd.data.check import check_dataset
     root = _copy(voc_root, tmp_path)
     _, reference, _ = voc_datasets(voc_root)
     reference = {item[1]: label for item, label in zip(reference._items,
@@ -302,7 +302,7 @@ def test_evaluation_checks_its_images_and_the_check_can_be_skipped(tmp_path, voc
 
 @pytest.fixture(scope='module')
 def coco_tree(tmp_path_factory):
-    from gankd.synthetic import make_synthetic_voc
+    from gankd.data.synthetic import make_synthetic_voc
     root = tmp_path_factory.mktemp('coco') / 'synth'
     info = make_synthetic_voc(str(root), num_train=8, num_test=4, image_size=96, seed=3,
                               coco_json=True)
@@ -311,8 +311,8 @@ def coco_tree(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def coco_params(tmp_path_factory, coco_tree):
-    from gankd.detector import save_detector
-    from gankd.ssd import build_ssd, ssd_config
+    from gankd.detectors.detector import save_detector
+    from gankd.detectors.ssd.model import build_ssd, ssd_config
     cfg = ssd_config(STUDENT, DATA_SHAPE, coco_tree[1]['classes'], dataset='coco')
     path = str(tmp_path_factory.mktemp('det') / 'random.params')
     save_detector(path, build_ssd(**cfg), {'kind': 'ssd', 'name': 'random', 'ssd': cfg})
@@ -360,8 +360,8 @@ def test_coco_evaluation_refuses_with_one_line(tmp_path, coco_tree, coco_params,
 
 def test_coco_zero_size_box_is_ignored_as_in_gluoncv(coco_tree, tmp_path):
     """MS COCO 2017's train set has two boxes of height 0; GluonCV ignores them."""
-    from gankd.coco import coco_dataset
-    from gankd.datacheck import check_dataset
+    from gankd.data.coco import coco_dataset
+    from gankd.data.check import check_dataset
     src, info = coco_tree
     root = tmp_path / 'coco'
     shutil.copytree(src, root)
@@ -382,7 +382,7 @@ def test_detection_loss_trains_background_images_and_leaves_the_others_as_gluonc
     import mxnet as mx
     import numpy as np
     from gluoncv.loss import SSDMultiBoxLoss
-    from gankd.ssd import ssd_loss
+    from gankd.detectors.ssd.model import ssd_loss
     rng = np.random.RandomState(0)
     anchors, classes = 50, 4
     cls_pred = mx.nd.array(rng.randn(3, anchors, classes))

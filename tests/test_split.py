@@ -8,7 +8,7 @@ from mxnet import autograd
 
 from conftest import DATA_SHAPE
 from gankd.errors import GankdError
-from gankd.ssd import (build_ssd, build_teacher, copy_head, load_params_strict, split_ssd,
+from gankd.detectors.ssd.model import (build_ssd, build_teacher, copy_head, load_params_strict, split_ssd,
                        ssd_config)
 
 
@@ -94,7 +94,7 @@ def test_unreadable_params_file(tmp_path, classes):
 
 def test_model_zoo_teacher_is_used_when_its_file_is_on_disk(tmp_path, monkeypatch):
     """Without --teacher-params the GluonCV cache file is loaded (no download)."""
-    from gankd.ssd import zoo_params_file
+    from gankd.detectors.ssd.model import zoo_params_file
     monkeypatch.setenv('MXNET_HOME', str(tmp_path))
     cfg = ssd_config('mobilenet1.0', 512)  # = ssd_512_mobilenet1.0_voc
     name, path = zoo_params_file(cfg)

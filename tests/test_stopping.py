@@ -17,13 +17,13 @@ from mxnet import autograd
 from mxnet.gluon.data import Dataset
 
 from conftest import DATA_SHAPE, ROOT, STUDENT, TEACHER, run_script
-from gankd import engine
-from gankd.builders import build_plain_run, train_anchors
-from gankd.checkpoint import find_checkpoints, verify_checkpoint
+import gankd.train.loop as engine
+from gankd.train.run import build_plain_run, train_anchors
+from gankd.train.checkpoint import find_checkpoints, verify_checkpoint
 from gankd.cli import seed_everything
-from gankd.data import read_classes, train_loader, val_loader, voc_datasets
-from gankd.engine import TrainConfig, TrainingInterrupted, fit
-from gankd.ssd import build_ssd, ssd_config
+from gankd.data.voc import read_classes, train_loader, val_loader, voc_datasets
+from gankd.train.loop import TrainConfig, TrainingInterrupted, fit
+from gankd.detectors.ssd.model import build_ssd, ssd_config
 
 # 16 training images in batches of 6: 2 batches an epoch.
 GANKD = ['--teacher', TEACHER, '--student', STUDENT, '--data-shape', DATA_SHAPE,

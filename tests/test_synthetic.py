@@ -1,4 +1,4 @@
-"""Behaviour tests for gankd.synthetic and scripts/make_synthetic_voc.py."""
+"""Behaviour tests for gankd.data.synthetic and scripts/make_synthetic_voc.py."""
 import hashlib
 import subprocess
 import sys
@@ -11,7 +11,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from gankd.synthetic import (  # noqa: E402
+from gankd.data.synthetic import (  # noqa: E402
     DEFAULT_CLASSES, make_synthetic_voc, read_class_names)
 
 SCRIPT = REPO / "scripts" / "make_synthetic_voc.py"

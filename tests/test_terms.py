@@ -19,10 +19,10 @@ from gluoncv.loss import SSDMultiBoxLoss
 from gluoncv.model_zoo.ssd.target import SSDTargetGenerator
 
 from conftest import DATA_SHAPE, STUDENT, TEACHER, run_script
-from gankd.distill import AdversarialTerm, Captures
+from gankd.distill.base import AdversarialTerm, Captures
 from gankd.errors import GankdError
-from gankd.ssd import build_ssd, copy_head, split_ssd, ssd_config
-from gankd.terms import (TERM_NAMES, BoundedRegressionTerm, CosineTerm, CrossHeadTerm,
+from gankd.detectors.ssd.model import build_ssd, copy_head, split_ssd, ssd_config
+from gankd.distill.terms import (TERM_NAMES, BoundedRegressionTerm, CosineTerm, CrossHeadTerm,
                          DetectionImitationTerm, HintTerm, SoftLabelTerm, build_terms)
 
 CPU0, CPU1 = mx.cpu(0), mx.cpu(1)
@@ -516,8 +516,8 @@ def test_build_terms_errors(setup, names, weights, message):
 
 def test_all_terms_in_one_real_train_step(setup):
     """The terms as the engine calls them: one step of train_step with every term."""
-    from gankd.engine import Run, train_step
-    from gankd.student import build_student
+    from gankd.train.loop import Run, train_step
+    from gankd.detectors.ssd.student import build_student
     d = setup
     student = build_student(STUDENT, DATA_SHAPE, d['shapes'], ctx=ONE)
     head = copy_head(d['cfg'], d['head'], ctx=ONE)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from conftest import DATA_SHAPE, STUDENT, TEACHER, run_script
-from gankd.builders import build_gankd_run, train_anchors
-from gankd.data import train_loader, val_loader, voc_datasets
-from gankd.engine import TrainConfig, fit
+from gankd.train.run import build_gankd_run, train_anchors
+from gankd.data.voc import train_loader, val_loader, voc_datasets
+from gankd.train.loop import TrainConfig, fit
 
 
 def _snapshot(block):
@@ -132,8 +132,8 @@ def test_eval_script_evaluates_the_student_from_params_alone(gankd_run_result, v
 
 def test_eval_counts_every_image_once(voc_root, teacher_params, monkeypatch):
     """4 test images per batch over 6 images: the last, partial batch must count."""
-    from gankd.engine import evaluate
-    from gankd.detector import load_detector
+    from gankd.train.loop import evaluate
+    from gankd.detectors.detector import load_detector
     from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
     _, test_set, classes = voc_datasets(voc_root)
     ctx = [mx.cpu(0), mx.cpu(1)]
@@ -156,7 +156,7 @@ def test_plain_training_script_writes_a_loadable_ssd(voc_root, tmp_path):
     assert 'Loss_D' not in proc.stderr
     best = str(prefix) + '_best.params'
     # A plain SSD params file is a GluonCV SSD file: it loads into the preset directly.
-    from gankd.ssd import build_ssd, ssd_config
+    from gankd.detectors.ssd.model import build_ssd, ssd_config
     meta = json.load(open(str(prefix) + '_best.json'))
     assert meta['kind'] == 'ssd'
     net = build_ssd(**ssd_config('mobilenet0.25', DATA_SHAPE, meta['ssd']['classes']))
@@ -164,8 +164,8 @@ def test_plain_training_script_writes_a_loadable_ssd(voc_root, tmp_path):
 
 
 def test_warmup_raises_the_learning_rate_linearly_over_the_first_iterations(voc_root):
-    from gankd.builders import build_plain_run
-    from gankd.engine import train_one_epoch
+    from gankd.train.run import build_plain_run
+    from gankd.train.loop import train_one_epoch
     train_set, _, classes = voc_datasets(voc_root)
     run = build_plain_run(STUDENT, DATA_SHAPE, classes, [mx.cpu()], lr=0.01, optimizer='adam')
     loader = train_loader(train_set, train_anchors(run, DATA_SHAPE), DATA_SHAPE, 4)

@@ -1,7 +1,7 @@
 """Command-line plumbing shared by the scripts: GluonCV-style flags, clear errors.
 
 Scripts only parse flags and call :func:`train_from_args`; the loop lives in
-:mod:`gankd.engine`.
+:mod:`gankd.train.loop`.
 """
 import argparse
 import os
@@ -23,8 +23,8 @@ def add_data_check_flag(parser):
                         'has the size its annotation gives (for trusted data)')
 
 
-#: ``--critic`` and ``--critic-norm`` choices, as :data:`gankd.critic_losses.CRITICS` and
-#: :data:`gankd.critic.CRITIC_NORMS` name them (spelled out: flags parse without MXNet).
+#: ``--critic`` and ``--critic-norm`` choices, as :data:`gankd.distill.critic_losses.CRITICS` and
+#: :data:`gankd.distill.critics.CRITIC_NORMS` name them (spelled out: flags parse without MXNet).
 CRITIC_CHOICES = ('wgan-clip', 'wgan-gp', 'hinge-sn', 'lsgan')
 CRITIC_NORM_CHOICES = ('rms', 'channel', 'none')
 
@@ -188,7 +188,7 @@ def split_list(text, flag, cast=str, required=False, unique=False):
 
 
 def gan_options(args):
-    """Keyword arguments of :func:`gankd.builders.build_gankd_run` for the critics, from
+    """Keyword arguments of :func:`gankd.train.run.build_gankd_run` for the critics, from
     parsed distillation flags."""
     levels = (None if args.critic_levels is None else
               split_list(args.critic_levels, '--critic-levels', int))
@@ -201,10 +201,10 @@ def gan_options(args):
 def _datasets(args):
     """``(train_set, val_set, classes, metric, seconds)`` of ``--dataset``: metric None is
     VOC07; seconds the start-up check took (None when skipped)."""
-    from ..data import voc_datasets
-    from ..datacheck import check_dataset
+    from ..data.voc import voc_datasets
+    from ..data.check import check_dataset
     if args.dataset == 'coco':
-        from ..coco import coco_datasets
+        from ..data.coco import coco_datasets
         train_set, val_set, classes = coco_datasets(args.dataset_root)
     else:
         train_set, val_set, classes = voc_datasets(args.dataset_root)
@@ -213,18 +213,18 @@ def _datasets(args):
         seconds = check_dataset(train_set) + check_dataset(val_set)
     metric = None
     if args.dataset == 'coco':
-        from ..coco import COCOMetric
+        from ..data.coco import COCOMetric
         metric = COCOMetric(val_set, args.data_shape)
     return train_set, val_set, classes, metric, seconds
 
 
 def train_from_args(args, distill):
-    """Build datasets and the run from parsed flags, then :func:`gankd.engine.fit`."""
-    from ..builders import build_gankd_run, build_plain_run, contexts, train_anchors
-    from ..data import train_loader, val_loader
-    from ..datacheck import describe_dataset
-    from ..distributed import Distribution, require_amp
-    from ..engine import TrainConfig, fit, setup_logging
+    """Build datasets and the run from parsed flags, then :func:`gankd.train.loop.fit`."""
+    from ..train.run import build_gankd_run, build_plain_run, contexts, train_anchors
+    from ..data.voc import train_loader, val_loader
+    from ..data.check import describe_dataset
+    from ..train.distributed import Distribution, require_amp
+    from ..train.loop import TrainConfig, fit, setup_logging
 
     _check_args(args)
     dist = Distribution(args.kvstore, args.horovod)
@@ -293,7 +293,7 @@ def main_guard(main):
     """Run ``main()``; a GankdError becomes one line on stderr and exit code 2; training
     stopped by SIGINT or SIGTERM exits with 130 or 143, as the shell reports a process
     those signals end."""
-    from ..engine import TrainingInterrupted
+    from ..train.loop import TrainingInterrupted
     from ..stopping import StopRequested, exit_code
     try:
         return main()

@@ -15,7 +15,7 @@ from mxnet import autograd
 from mxnet.gluon import HybridBlock
 from gluoncv.model_zoo.ssd.ssd import get_ssd
 
-from .errors import GankdError
+from ...errors import GankdError
 
 __all__ = ['FEATURE_LAYERS', 'VOC_CLASSES', 'ssd_config', 'build_ssd', 'SSDHead', 'ssd_loss',
            'split_ssd', 'fresh_head', 'copy_head', 'feature_shapes', 'load_params_strict',
@@ -207,7 +207,7 @@ class SSDHead(HybridBlock):
     def raw_outputs(self, F, features):
         """``(cls_preds, box_preds, anchors)`` before decoding and NMS, in any mode.
 
-        What the head's predictors give; :mod:`gankd.inference` exports it for runtimes
+        What the head's predictors give; :mod:`gankd.deploy` exports it for runtimes
         whose NMS differs from MXNet's.
         """
         cls_preds = [F.flatten(F.transpose(cp(feat), (0, 2, 3, 1)))

@@ -12,10 +12,10 @@ from typing import Any, List, Optional
 import mxnet as mx
 from mxnet import autograd
 
-from .critic import CRITIC_NORMS, CriticSet, trainable
+from .critics import CRITIC_NORMS, CriticSet, trainable
 from .critic_losses import build_critic_loss
-from .distributed import Distribution, backward
-from .errors import GankdError
+from ..train.distributed import Distribution, backward
+from ..errors import GankdError
 
 __all__ = ['Captures', 'DistillTerm', 'AdversarialTerm']
 
@@ -133,7 +133,7 @@ class AdversarialTerm(DistillTerm):
     """GAN-KD: per-level critics tell teacher maps from student maps.
 
     Critic step (``n_critic`` times, student maps detached): the variant's objective
-    (:mod:`gankd.critic_losses`, ``--critic``), plus its penalty if it has one, then its
+    (:mod:`gankd.distill.critic_losses`, ``--critic``), plus its penalty if it has one, then its
     constraint (e.g. clipping). The published one, ``wgan-clip``, is
     ``L_D = sum over levels [mean D(teacher) - mean D(student)]``, then every critic weight
     is clipped to ``[-clip, clip]``; its student term is ``sum over levels
@@ -167,13 +167,13 @@ class AdversarialTerm(DistillTerm):
         default (on for ``wgan-clip`` and ``lsgan``, off for ``wgan-gp`` and ``hinge-sn``).
     sync_devices : int
         SyncBatchNorm over this many devices inside the critics (``--syncbn``).
-    distribution : gankd.distributed.Distribution or None
+    distribution : gankd.train.distributed.Distribution or None
         Makes the critics' Trainer and averages the input statistics over workers; None is
         one machine with ``kvstore``.
     amp : module or None
         ``mxnet.contrib.amp`` when training in mixed precision (``--amp``).
     critic : str
-        ``--critic``, a name of :data:`gankd.critic_losses.CRITICS`.
+        ``--critic``, a name of :data:`gankd.distill.critic_losses.CRITICS`.
     gp_weight : float
         ``--gp-weight`` (``wgan-gp`` only).
     levels : list of int or None

@@ -2,11 +2,11 @@
 import json
 import os
 
-from .data import val_loader, voc_datasets
-from .datacheck import check_dataset
-from .detector import load_detector, meta_path
-from .engine import evaluate
-from .errors import GankdError
+from ..data.voc import val_loader, voc_datasets
+from ..data.check import check_dataset
+from ..detectors.detector import load_detector, meta_path
+from ..train.loop import evaluate
+from ..errors import GankdError
 
 __all__ = ['evaluate_params', 'format_table', 'newest_best_params', 'choose_params']
 
@@ -66,7 +66,7 @@ def evaluate_params(params, dataset_root, ctx, batch_size=8, num_workers=0, prog
     """VOC07 mAP of the detector in ``params`` (rebuilt from the JSON beside it).
 
     ``check``: first check that every test image exists, decodes and has its annotated
-    size (:func:`gankd.datacheck.check_dataset`).
+    size (:func:`gankd.data.check.check_dataset`).
 
     Returns
     -------

@@ -2,12 +2,12 @@
 
 Each class is one way of comparing teacher and student (MMRazor style): the training
 loop captures the maps and predictions once per iteration in a
-:class:`gankd.distill.Captures` and every term turns them into a loss. A term that needs
+:class:`gankd.distill.base.Captures` and every term turns them into a loss. A term that needs
 a connector owns it as a Block; its parameters are returned by
 :meth:`DistillTerm.student_params` (so the student's Trainer trains them) and the block by
 :meth:`DistillTerm.blocks` (so checkpoints hold it).
 
-* ``Loss_G``, :class:`gankd.distill.AdversarialTerm`: GAN-KD's critics (seed 000).
+* ``Loss_G``, :class:`gankd.distill.base.AdversarialTerm`: GAN-KD's critics (seed 000).
 * ``Loss_hint``, :class:`HintTerm`: Chen et al. 2017 hint learning (seeds 001, 003).
 * ``Loss_soft``, :class:`SoftLabelTerm`: Chen et al. 2017 class-weighted soft labels.
 * ``Loss_bounded``, :class:`BoundedRegressionTerm`: Chen et al. 2017 teacher-bounded
@@ -26,9 +26,9 @@ import math
 import mxnet as mx
 from mxnet.gluon import nn
 
-from .distill import AdversarialTerm, DistillTerm
-from .errors import GankdError
-from .ssd import MSRA, ssd_loss
+from .base import AdversarialTerm, DistillTerm
+from ..errors import GankdError
+from ..detectors.ssd.model import MSRA, ssd_loss
 
 __all__ = ['HintTerm', 'SoftLabelTerm', 'BoundedRegressionTerm', 'CrossHeadTerm',
            'DetectionImitationTerm', 'CosineTerm', 'TERM_NAMES', 'build_terms']
@@ -228,7 +228,7 @@ class CrossHeadTerm(DistillTerm):
 
     Parameters
     ----------
-    teacher_head : gankd.ssd.SSDHead
+    teacher_head : gankd.detectors.ssd.model.SSDHead
         The teacher's head, frozen, initialised on every device of the run.
     weight : float
     temperature : float
@@ -274,7 +274,7 @@ class DetectionImitationTerm(DistillTerm):
 
     Parameters
     ----------
-    teacher_head : gankd.ssd.SSDHead
+    teacher_head : gankd.detectors.ssd.model.SSDHead
         The teacher's head, frozen, initialised on every device of the run.
     weight : float
     negative_mining_ratio, rho, lambd : float
@@ -358,10 +358,10 @@ def build_terms(names, weights, shapes, ctx, teacher_head, gan_options=None,
     shapes : list of tuple
         ``(C, H, W)`` of the teacher's maps.
     ctx : list of mxnet.Context
-    teacher_head : gankd.ssd.SSDHead or None
+    teacher_head : gankd.detectors.ssd.model.SSDHead or None
         The frozen teacher head (``'crosshead'`` and ``'di'`` need it).
     gan_options : dict or None
-        Keyword arguments of :class:`gankd.distill.AdversarialTerm` besides shapes, ctx
+        Keyword arguments of :class:`gankd.distill.base.AdversarialTerm` besides shapes, ctx
         and weight (``lr``, ``clip``, ``n_critic``, ...).
     hint_options : dict or None
         Keyword arguments of :class:`HintTerm` (``connector``).

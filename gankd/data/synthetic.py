@@ -700,7 +700,7 @@ def make_synthetic_voc(out_dir, num_train: int = 200, num_test: int = 50,
         raise ValueError("out_dir must be a non-empty path")
     out = Path(out_dir).expanduser()
     _prepare_out_dir(out)
-    meta = {"format_version": FORMAT_VERSION, "generator": "gankd.synthetic",
+    meta = {"format_version": FORMAT_VERSION, "generator": "gankd.data.synthetic",
             "num_train": num_train, "num_test": num_test, "image_size": image_size,
             "seed": seed, "classes": list(names), "coco_json": bool(coco_json)}
     if difficulty != "standard":  # standard metadata stays byte-identical to before

@@ -6,7 +6,7 @@ from mxnet import autograd
 from mxnet.gluon import HybridBlock, nn
 from mxnet.gluon.contrib.nn import SyncBatchNorm
 
-from .errors import GankdError
+from ..errors import GankdError
 
 __all__ = ['SNConv2D', 'ChannelStandardiser', 'FeatureCritic', 'CriticSet', 'CRITIC_NORMS',
            'check_levels', 'clip_weights', 'trainable']

@@ -16,7 +16,7 @@ import shutil
 import mxnet as mx
 import numpy as np
 
-from .errors import GankdError
+from ..errors import GankdError
 
 __all__ = ['save_checkpoint', 'load_checkpoint', 'find_checkpoints', 'resolve_resume']
 
@@ -131,7 +131,7 @@ def resolve_resume(resume, prefix, log=print):
 
 def load_checkpoint(path, blocks, trainers, ctx):
     """Restore blocks, trainers and RNG states from a checkpoint; return its state."""
-    from .ssd import load_params_strict
+    from ..detectors.ssd.model import load_params_strict
     state = verify_checkpoint(path)
     saved = {os.path.splitext(f)[0] for f in os.listdir(path) if f.endswith('.params')}
     if saved != set(blocks):

@@ -1,6 +1,6 @@
 """A saved detector as something to ship: one exported graph, its detections, its speed.
 
-A params file (plain SSD or distilled student, see :mod:`gankd.detector`) holds only the
+A params file (plain SSD or distilled student, see :mod:`gankd.detectors.detector`) holds only the
 deliverable detector: backbone and head, never the teacher or the critics. Here it
 becomes one hybridised graph written by GluonCV's ``export_block`` (``PREFIX-symbol.json``
 and ``PREFIX-0000.params``, loadable by ``mx.gluon.SymbolBlock.imports`` without this
@@ -20,7 +20,7 @@ import mxnet as mx
 import numpy as np
 from mxnet.gluon import HybridBlock
 
-from .detector import load_detector
+from .detectors.detector import load_detector
 from .errors import GankdError
 
 __all__ = ['InferenceGraph', 'RawGraph', 'data_shape_of', 'load_inference_graph',
@@ -40,7 +40,7 @@ class InferenceGraph(HybridBlock):
     Parameters
     ----------
     backbone : HybridBlock
-    head : gankd.ssd.SSDHead
+    head : gankd.detectors.ssd.model.SSDHead
     """
 
     def __init__(self, backbone, head, **kwargs):

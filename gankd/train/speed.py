@@ -8,8 +8,8 @@ one loss sync per iteration, copies between devices.
 """
 from mxnet import autograd
 
-from .engine import split, train_step
-from .inference import median_seconds
+from .loop import split, train_step
+from ..deploy import median_seconds
 
 __all__ = ['time_iteration_and_parts']
 
@@ -23,7 +23,7 @@ def time_iteration_and_parts(run, batch, repeats=10):
 
     Parameters
     ----------
-    run : gankd.engine.Run
+    run : gankd.train.loop.Run
         A GAN-KD run (with an :class:`AdversarialTerm`).
     batch : tuple of NDArray
         One training batch ``(images, cls_targets, box_targets)``.

@@ -1,7 +1,7 @@
 """The start-up check of a dataset: every image exists, decodes and has its annotated size.
 
-Boxes are checked when the annotations are read (:class:`gankd.data.VOCLayoutDetection`,
-:class:`gankd.coco.COCOLayoutDetection`); what is left for here needs the image files.
+Boxes are checked when the annotations are read (:class:`gankd.data.voc.VOCLayoutDetection`,
+:class:`gankd.data.coco.COCOLayoutDetection`); what is left for here needs the image files.
 A failure is a :class:`GankdError` naming the file and the problem, raised before
 anything is trained or evaluated.
 
@@ -17,7 +17,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from .errors import GankdError
+from ..errors import GankdError
 
 __all__ = ['HEADER_FORMATS', 'image_size', 'check_dataset', 'count_without_objects',
            'describe_dataset']
@@ -93,7 +93,7 @@ def check_dataset(dataset):
 
     Parameters
     ----------
-    dataset : gankd.data.VOCLayoutDetection or gankd.coco.COCOLayoutDetection
+    dataset : gankd.data.voc.VOCLayoutDetection or gankd.data.coco.COCOLayoutDetection
 
     Returns
     -------

@@ -18,11 +18,11 @@ from tqdm import tqdm
 from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
 
 from .checkpoint import load_checkpoint, resolve_resume, save_checkpoint
-from .detector import save_detector
-from .distill import Captures
+from ..detectors.detector import save_detector
+from ..distill.base import Captures
 from .distributed import backward
-from .errors import DivergenceError, GankdError
-from .stopping import StopRequested, StopSignals, signal_name
+from ..errors import DivergenceError, GankdError
+from ..stopping import StopRequested, StopSignals, signal_name
 
 __all__ = ['Run', 'TrainConfig', 'split', 'train_one_epoch', 'evaluate', 'fit',
            'learning_rate', 'TrainingInterrupted']
@@ -46,7 +46,7 @@ class Run:
     ctx : list of mxnet.Context
     backbone : HybridBlock
         The trained backbone (student, or the SSD's own features).
-    head : gankd.ssd.SSDHead
+    head : gankd.detectors.ssd.model.SSDHead
         The trained head.
     trainer : gluon.Trainer
         Steps backbone and head parameters.
@@ -83,7 +83,7 @@ class Run:
 
     def __post_init__(self):
         if self.loss_fn is None:
-            from .ssd import ssd_loss
+            from ..detectors.ssd.model import ssd_loss
             self.loss_fn = ssd_loss()
 
     def blocks(self):
@@ -254,7 +254,7 @@ def train_one_epoch(run, loader, epoch, distill=True, log_interval=100, logger=N
     ``(iterations, lr)``: the student's learning rate rises linearly to ``lr`` over the
     run's first ``iterations`` iterations (counted from the run's start, so a resumed
     run continues the same ramp). Every term is told the same count before each
-    iteration (:meth:`gankd.distill.DistillTerm.set_iteration`, e.g. for
+    iteration (:meth:`gankd.distill.base.DistillTerm.set_iteration`, e.g. for
     ``--adv-warmup``).
     """
     logger = logger or logging.getLogger('gankd')
@@ -315,7 +315,7 @@ def evaluate(backbone, head, loader, ctx, classes, nms_thresh=0.45, nms_topk=400
     if metric is None:
         metric = VOC07MApMetric(iou_thresh=0.5, class_names=classes)
     metric.reset()
-    mx.nd.waitall()  # predictions use the last step's BatchNorm statistics (gankd.checkpoint)
+    mx.nd.waitall()  # predictions use the last step's BatchNorm statistics (gankd.train.checkpoint)
     head.set_nms(nms_thresh=nms_thresh, nms_topk=nms_topk)
     for batch in tqdm(loader, desc='evaluate', leave=False, disable=not progress):
         if stop is not None:

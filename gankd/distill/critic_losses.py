@@ -2,10 +2,10 @@
 
 A variant says what the critics minimise, what the student minimises, and how the
 critics are kept Lipschitz (clipping after each step, a penalty in the objective, or
-spectrally normalised convolutions). :class:`gankd.distill.AdversarialTerm` runs every
+spectrally normalised convolutions). :class:`gankd.distill.base.AdversarialTerm` runs every
 variant with the same loop; :data:`CRITICS` maps the flag's names to the classes.
 
-Scores are those of :class:`gankd.critic.CriticSet`: per level, one unbounded score per
+Scores are those of :class:`gankd.distill.critics.CriticSet`: per level, one unbounded score per
 image. Objectives here are means over one device's images, summed over levels; the
 term weights each device by its share of the batch.
 
@@ -21,8 +21,8 @@ from collections import OrderedDict
 import mxnet as mx
 import numpy as np
 
-from .critic import clip_weights
-from .errors import GankdError
+from .critics import clip_weights
+from ..errors import GankdError
 
 __all__ = ['CriticLoss', 'WGANClip', 'WGANGP', 'HingeSN', 'LeastSquares', 'CRITICS',
            'build_critic_loss']
@@ -185,7 +185,7 @@ class HingeSN(CriticLoss):
 
     Critics: ``mean relu(1 - D(teacher)) + mean relu(1 + D(student))``; student:
     ``-mean D(student)``. Note the sign: here the teacher's maps score high, while the
-    WGAN critics score them low. Every convolution is an :class:`gankd.critic.SNConv2D`;
+    WGAN critics score them low. Every convolution is an :class:`gankd.distill.critics.SNConv2D`;
     no clipping, and no BatchNorm by default (as in Miyato et al.'s critics).
     """
     name = 'hinge-sn'

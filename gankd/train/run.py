@@ -1,16 +1,16 @@
-"""Assembling a :class:`gankd.engine.Run` for plain SSD training or for GAN-KD."""
+"""Assembling a :class:`gankd.train.loop.Run` for plain SSD training or for GAN-KD."""
 import mxnet as mx
 from mxnet import autograd
 
-from .detector import Detector
-from .distill import AdversarialTerm
+from ..detectors.detector import Detector
+from ..distill.base import AdversarialTerm
 from .distributed import Distribution, sync_batchnorm
-from .engine import Run
-from .errors import GankdError
-from .ssd import (build_ssd, build_teacher, copy_head, feature_shapes, fresh_head, split_ssd,
+from .loop import Run
+from ..errors import GankdError
+from ..detectors.ssd.model import (build_ssd, build_teacher, copy_head, feature_shapes, fresh_head, split_ssd,
                   ssd_config)
-from .student import build_student
-from .terms import build_terms
+from ..detectors.ssd.student import build_student
+from ..distill.terms import build_terms
 
 __all__ = ['HEAD_CHOICES', 'contexts', 'build_plain_run', 'build_gankd_run', 'train_anchors']
 
@@ -66,12 +66,12 @@ def build_plain_run(network, data_shape, classes, ctx, dataset='voc', lr=1e-3, m
 
     Parameters
     ----------
-    distribution : gankd.distributed.Distribution or None
+    distribution : gankd.train.distributed.Distribution or None
         How gradients are aggregated (None: this machine's devices).
     syncbn : bool
         SyncBatchNorm across ``ctx`` in the backbone.
     amp : module or None
-        ``mxnet.contrib.amp``, already initialised (:func:`gankd.distributed.require_amp`).
+        ``mxnet.contrib.amp``, already initialised (:func:`gankd.train.distributed.require_amp`).
 
     Returns
     -------
@@ -110,7 +110,7 @@ def build_gankd_run(teacher, student, data_shape, classes, ctx, teacher_params=N
         "its SSD head" goes on training), a newly initialised head of the teacher's shape,
         or the teacher's head kept frozen, so that only the student adapts to it.
     distill : sequence of str
-        Names of :data:`gankd.terms.TERM_NAMES` (``--distill``).
+        Names of :data:`gankd.distill.terms.TERM_NAMES` (``--distill``).
     distill_weights : sequence of float or None
         One per name (``--distill-weights``); None gives ``adv_weight`` to ``gan`` and 1
         to the others.
@@ -119,9 +119,9 @@ def build_gankd_run(teacher, student, data_shape, classes, ctx, teacher_params=N
     det_weight : float
         ``--det-weight``: the detection loss's weight while the terms are on.
     hint_connector : {'1x1', 'none'}
-        ``--hint-connector`` (:class:`gankd.terms.HintTerm`).
+        ``--hint-connector`` (:class:`gankd.distill.terms.HintTerm`).
     critic : str
-        ``--critic``: the critic variant (:data:`gankd.critic_losses.CRITICS`);
+        ``--critic``: the critic variant (:data:`gankd.distill.critic_losses.CRITICS`);
         ``'wgan-clip'`` is the published one.
     critic_norm : {'rms', 'channel', 'none'}
         ``--critic-norm``: what the critics' inputs are normalised by.

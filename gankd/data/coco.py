@@ -23,11 +23,11 @@ import numpy as np
 from gluoncv.data import COCODetection
 from gluoncv.utils.metrics.coco_detection import COCODetectionMetric
 
-from .data import BOX_TOLERANCE, val_loader
-from .datacheck import check_dataset, count_without_objects
-from .detector import load_detector
-from .engine import evaluate
-from .errors import GankdError
+from .voc import BOX_TOLERANCE, val_loader
+from .check import check_dataset, count_without_objects
+from ..detectors.detector import load_detector
+from ..train.loop import evaluate
+from ..errors import GankdError
 
 __all__ = ['COCO_SPLITS', 'SYNTHETIC_SPLITS', 'COCOLayoutDetection', 'coco_dataset',
            'coco_datasets', 'default_splits', 'COCOMetric', 'evaluate_coco_params',
@@ -35,7 +35,7 @@ __all__ = ['COCO_SPLITS', 'SYNTHETIC_SPLITS', 'COCOLayoutDetection', 'coco_datas
 
 #: (train, val) annotation names of MS COCO 2017.
 COCO_SPLITS = ('instances_train2017', 'instances_val2017')
-#: (train, val) annotation names written by :func:`gankd.synthetic.make_synthetic_voc`.
+#: (train, val) annotation names written by :func:`gankd.data.synthetic.make_synthetic_voc`.
 SYNTHETIC_SPLITS = ('instances_train', 'instances_test')
 
 COCO_LAYOUT = ('expected the COCO layout: DIR/annotations/instances_train2017.json and '
@@ -247,7 +247,7 @@ def _remove_dir(path, owner_pid):
 
 
 class COCOMetric(COCODetectionMetric):
-    """GluonCV's COCO metric with the interface of :func:`gankd.engine.evaluate`.
+    """GluonCV's COCO metric with the interface of :func:`gankd.train.loop.evaluate`.
 
     ``update`` is GluonCV's: detections arrive per device in the network's input
     coordinates, one row per image in dataset order, and are scaled back to each image's
@@ -277,7 +277,7 @@ class COCOMetric(COCODetectionMetric):
 
     def __init__(self, dataset, data_shape, score_thresh=0.05):
         if not isinstance(dataset, COCODetection):
-            raise GankdError('COCOMetric needs a COCO dataset (gankd.coco.coco_datasets), '
+            raise GankdError('COCOMetric needs a COCO dataset (gankd.data.coco.coco_datasets), '
                              'got {}'.format(type(dataset).__name__))
         if isinstance(data_shape, (int, np.integer)):
             data_shape = (int(data_shape), int(data_shape))
@@ -348,7 +348,7 @@ def evaluate_coco_params(params, dataset_root, ctx, batch_size=8, num_workers=0,
     progress : bool
     check : bool
         First check that every image exists, decodes and has its annotated size
-        (:func:`gankd.datacheck.check_dataset`).
+        (:func:`gankd.data.check.check_dataset`).
 
     Returns
     -------

@@ -15,9 +15,9 @@ from gluoncv.data import VOCDetection
 from gluoncv.data.batchify import Pad, Stack, Tuple
 from gluoncv.data.transforms.presets.ssd import SSDDefaultTrainTransform, SSDDefaultValTransform
 
-from .errors import GankdError
-from .ssd import VOC_CLASSES
-from .stopping import ignore_stop_signals
+from ..errors import GankdError
+from ..detectors.ssd.model import VOC_CLASSES
+from ..stopping import ignore_stop_signals
 
 __all__ = ['read_classes', 'VOCLayoutDetection', 'voc_datasets', 'SSDTrainTransform',
            'LightSSDTrainTransform', 'EpochSampler', 'SeededAugmentation', 'QuietWorkersLoader',
@@ -111,7 +111,7 @@ class VOCLayoutDetection(VOCDetection):
                 self._annotated_sizes[idx] = (width, height)
                 return width, height
         # Some tools leave <size> out or write 0 when they never opened the image.
-        from .datacheck import image_size
+        from .check import image_size
         return tuple(float(v) for v in image_size(self._image_path.format(*self._items[idx])))
 
     def _box(self, obj, width, height):

@@ -11,7 +11,7 @@ import mxnet as mx
 from mxnet import autograd, gluon
 from mxnet.kvstore.base import KVStoreBase
 
-from .errors import GankdError
+from ..errors import GankdError
 
 __all__ = ['KeySpace', 'Distribution', 'backward', 'sync_batchnorm', 'require_amp',
            'HOROVOD_HINT']

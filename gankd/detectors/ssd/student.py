@@ -12,8 +12,8 @@ import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 from gluoncv.nn.feature import FeatureExpander
 
-from .errors import GankdError
-from .ssd import MSRA, init_from_scratch, require_pretrained_base, ssd_config
+from ...errors import GankdError
+from .model import MSRA, init_from_scratch, require_pretrained_base, ssd_config
 
 __all__ = ['StudentBackbone', 'build_student', 'check_geometry']
 
@@ -86,7 +86,7 @@ def build_student(base, data_shape, teacher_shapes, adapt='mismatch', pretrained
         Student base network.
     data_shape : int
     teacher_shapes : list of tuple
-        ``(C, H, W)`` of each teacher map (see :func:`gankd.ssd.feature_shapes`).
+        ``(C, H, W)`` of each teacher map (see :func:`gankd.detectors.ssd.model.feature_shapes`).
     adapt : str
         See :class:`StudentBackbone`.
     pretrained_base : bool

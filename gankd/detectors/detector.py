@@ -11,9 +11,9 @@ import os
 import mxnet as mx
 from mxnet.gluon import HybridBlock
 
-from .errors import GankdError
-from .ssd import build_ssd, load_params_strict, split_ssd
-from .student import build_student
+from ..errors import GankdError
+from .ssd.model import build_ssd, load_params_strict, split_ssd
+from .ssd.student import build_student
 
 __all__ = ['Detector', 'meta_path', 'save_detector', 'load_detector', 'build_from_meta']
 
@@ -25,7 +25,7 @@ class Detector(HybridBlock):
     ----------
     backbone : HybridBlock
         Returns the list of feature maps.
-    head : gankd.ssd.SSDHead
+    head : gankd.detectors.ssd.model.SSDHead
     """
 
     def __init__(self, backbone, head, **kwargs):
@@ -47,7 +47,7 @@ def save_detector(params_file, block, meta):
     """Write ``block``'s parameters and ``meta`` beside them, each atomically."""
     os.makedirs(os.path.dirname(os.path.abspath(params_file)), exist_ok=True)
     tmp = params_file + '.tmp'
-    mx.nd.waitall()  # the last step's BatchNorm statistics (see gankd.checkpoint)
+    mx.nd.waitall()  # the last step's BatchNorm statistics (see gankd.train.checkpoint)
     block.save_parameters(tmp)
     os.replace(tmp, params_file)
     tmp = meta_path(params_file) + '.tmp'
