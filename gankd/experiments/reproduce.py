@@ -25,14 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from .cli import split_list
-from .errors import GankdError
-from .stopping import StopSignals, exit_code
+from ..cli import split_list
+from ..errors import GankdError
+from ..stopping import StopSignals, exit_code
 
 __all__ = ['METHODS', 'BASELINE', 'Grid', 'Cell', 'plan', 'run_grid', 'load_results',
            'save_record', 'build_parser', 'grid_from_args', 'main']
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / 'scripts'
 
 #: Distillation methods: name -> extra flags of ``scripts/train_gankd_ssd.py``. GAN-KD
@@ -186,7 +186,7 @@ def flag_list(flags):
 
 def _known_flags(distill):
     """Long option names (without ``--``) of a training script's parser."""
-    from .cli import training_parser
+    from ..cli import training_parser
     parser = training_parser('check', distill=distill)
     return {s[2:] for a in parser._actions for s in a.option_strings if s.startswith('--')}
 
@@ -194,7 +194,7 @@ def _known_flags(distill):
 def _check_command(command, distill, what):
     """Parse a training command's flags with the script's own parser, so a bad flag is
     one error before anything trains instead of one failed cell per training."""
-    from .cli import training_parser
+    from ..cli import training_parser
     parser = training_parser('check', distill=distill)
 
     def error(message):
@@ -309,7 +309,7 @@ def load_results(path):
     except (OSError, ValueError) as err:
         raise GankdError('cannot read results {}: {}'.format(path, err))
     if not isinstance(data, dict) or not isinstance(data.get('records'), list):
-        raise GankdError('{} is not a results file of gankd.reproduce (no "records" list)'
+        raise GankdError('{} is not a results file of scripts/reproduce.py (no "records" list)'
                          .format(path))
     return data
 
@@ -409,8 +409,8 @@ def _train(cell, stop):
 
 
 def _evaluate(cell, grid):
-    from .builders import contexts
-    from .voc_eval import evaluate_params
+    from ..builders import contexts
+    from ..voc_eval import evaluate_params
     return evaluate_params(cell.params, grid.dataset_root, contexts(grid.gpus), batch_size=8)
 
 
@@ -431,7 +431,7 @@ def _record(cell, grid, error=None):
 def _loop_map(params):
     """The mAP the training loop's own validation gave these params (in the JSON beside
     them), or None."""
-    from .detector import meta_path
+    from ..detector import meta_path
     try:
         with open(meta_path(params)) as f:
             value = json.load(f).get('mAP')
@@ -566,8 +566,8 @@ def build_parser():
         description='Train and evaluate a grid of students x teachers x methods x seeds.',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('--preset', default=None,
-                   help='a benchmark of gankd.benchmarks (data, networks, seeds, flags); '
-                   'the flags below override it')
+                   help='a benchmark of gankd.experiments.presets (data, networks, seeds, '
+                   'flags); the flags below override it')
     p.add_argument('--dataset-root', default=None, help='VOC devkit folder (default with '
                    '--preset: its synthetic data, generated into <work-dir>/data)')
     p.add_argument('--teachers', default=None,
@@ -640,7 +640,7 @@ def _parse_pairs(items, what):
 
 
 def _check_networks(names, what):
-    from .ssd import FEATURE_LAYERS
+    from ..ssd import FEATURE_LAYERS
     bad = [n for n in names if n != 'none' and teacher_network(n) not in FEATURE_LAYERS]
     if bad:
         raise GankdError('{}: unknown network(s) {}; known: {}'.format(
@@ -649,7 +649,7 @@ def _check_networks(names, what):
 
 def _preset_data(bench, work_dir, dry_run):
     """The preset's synthetic dataset under ``work_dir/data``, generated if missing."""
-    from .synthetic import META_FILE, make_synthetic_voc
+    from ..synthetic import META_FILE, make_synthetic_voc
     root = os.path.join(work_dir, 'data')
     spec = bench.data
     want = {'num_train': spec.num_train, 'num_test': spec.num_test,
@@ -688,7 +688,7 @@ def _merge_flags(args, preset_teacher, preset_student):
 
 def grid_from_args(args):
     """A :class:`Grid` from parsed flags: the preset (if any) overridden by the flags."""
-    from .benchmarks import get_preset
+    from .presets import get_preset
     bench = get_preset(args.preset) if args.preset else None
     name = args.name or (bench.name if bench else None) or (
         Path(args.out).stem if args.out else 'reproduce')

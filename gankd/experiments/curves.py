@@ -1,4 +1,4 @@
-"""Learning curves and controls of a grid, for :mod:`gankd.report`.
+"""Learning curves and controls of a grid, for :mod:`gankd.experiments.report`.
 
 A cell's history (``<prefix>_history.jsonl``) holds, per epoch, the iteration reached and,
 where it validated, the test mAP. From those:

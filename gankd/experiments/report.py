@@ -1,10 +1,11 @@
-"""A Markdown report and figures from the results JSON of :mod:`gankd.reproduce`.
+"""A Markdown report and figures from the results JSON of
+:mod:`gankd.experiments.reproduce`.
 
 The measured table is laid out like the paper's Table 1 (rows: students; columns: no
 teacher, then each teacher), every cell the mean ± sample standard deviation of the
 per-seed mAPs with their count, and the gain over the baseline as the mean ± std of the
 per-seed differences where the seeds pair up. The published numbers of
-:mod:`gankd.published` stand beside it, labelled as quoted, not reproduced.
+:mod:`gankd.experiments.published` stand beside it, labelled as quoted, not reproduced.
 
 All numbers are in mAP points (percent), as in the paper.
 """
@@ -15,7 +16,7 @@ from collections import OrderedDict
 
 from .curves import (controls_markdown, is_control, iterations_markdown, plot_learning,
                      read_history as _read_history)
-from .errors import GankdError
+from ..errors import GankdError
 from .published import (MODEL_ZOO, MODEL_ZOO_SOURCE, TABLE1, published_gain,
                         published_name, table_markdown)
 from .reproduce import BASELINE, load_results
@@ -95,7 +96,8 @@ def summarize(records):
         if r['role'] == 'teacher':
             teacher_maps.setdefault(r['teacher'], []).append(points)
             continue
-        # Controls (gankd.curves) have their own section, not Table 1's rows and columns.
+        # Controls (gankd.experiments.curves) have their own section, not Table 1's rows
+        # and columns.
         if not is_control(r) and (r['teacher'] != 'none' or not _control_only(
                 records, r['student'])):
             _add_once(students, r['student'])
@@ -555,7 +557,7 @@ def measure_speed(records, runs=30):
         ``seed``) and ``missing`` (groups whose params file is not on disk: label and
         path); None when no params file is on disk.
     """
-    from .inference import bench_exported
+    from ..inference import bench_exported
     rows, missing = [], []
     for g in speed_groups(records):
         if not g['params'] or not os.path.isfile(g['params']):
@@ -571,7 +573,7 @@ def _speed_section(speed):
     """The speed section's Markdown lines (none without measurements)."""
     if not speed:
         return []
-    from .inference import speed_markdown
+    from ..inference import speed_markdown
     out = [SPEED_HEADING, '',
            "Each model as `scripts/export.py` exports it (GluonCV's `export_block`, its "
            'preprocessing included), loaded back with `SymbolBlock.imports`: median latency '
@@ -626,7 +628,7 @@ def write_report(results, out_dir, name=None, digits=1, speed=True):
             path, out_dir)
     summary['speed'] = measure_speed(data['records']) if speed else None
     if summary['speed']:
-        from .inference import plot_map_latency
+        from ..inference import plot_map_latency
         plot_map_latency(summary['speed']['rows'], os.path.join(out_dir, name + '_speed.png'))
         figures['(e) mAP against latency (exported, this CPU)'] = name + '_speed.png'
     report = os.path.join(out_dir, name + '.md')
