@@ -278,18 +278,18 @@ def test_ablation_preset_variants_replace_the_flag_they_change(tmp_path):
 
 
 def test_preset_data_is_generated_once(tmp_path):
-    from gankd.experiments.presets import MINI_VOC, SyntheticSpec
     from gankd.errors import GankdError
-    from gankd.experiments.reproduce import _preset_data
+    from gankd.experiments.presets import MINI_VOC, SyntheticSpec
+    from gankd.experiments.reproduce import preset_data
     from dataclasses import replace
     small = replace(MINI_VOC, data=SyntheticSpec(num_train=4, num_test=2, image_size=64))
-    root = _preset_data(small, str(tmp_path), dry_run=False)
+    root = preset_data(small, str(tmp_path), dry_run=False)
     stamp = (Path(root) / 'classes.txt').stat().st_mtime_ns
-    assert _preset_data(small, str(tmp_path), dry_run=False) == root
+    assert preset_data(small, str(tmp_path), dry_run=False) == root
     assert (Path(root) / 'classes.txt').stat().st_mtime_ns == stamp  # reused, not redone
     other = replace(small, data=SyntheticSpec(num_train=5, num_test=2, image_size=64))
     with pytest.raises(GankdError, match='other synthetic data'):
-        _preset_data(other, str(tmp_path), dry_run=False)
+        preset_data(other, str(tmp_path), dry_run=False)
 
 
 @pytest.mark.parametrize('script,args,message', [
@@ -311,7 +311,7 @@ def test_plan_runs_students_whole_and_restricts_methods_and_controls(tmp_path):
     """Students in the order given, each whole (seeds, baseline, methods) before the next;
     a method limited to some students; a control's student that is not a Table 1 student
     gets its baseline and the control only; a random teacher is its initial weights."""
-    from gankd.experiments.reproduce import Grid, METHODS, plan
+    from gankd.experiments.grid import Grid, METHODS, plan
     grid = Grid(name='g', dataset_root=str(tmp_path), teachers=('none', 'resnet18_v1',
                                                                 'resnet18_v1@random'),
                 students=('mobilenet0.25', 'mobilenet1.0'), methods=('gan', 'hint',

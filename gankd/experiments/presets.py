@@ -1,5 +1,5 @@
 """Named, fixed benchmark presets for :mod:`gankd.experiments.reproduce`
-(``--preset NAME``).
+(``scripts/reproduce.py --preset NAME``).
 
 A preset pins everything a reproduction depends on: the synthetic dataset (generated
 into the work folder when missing), the teachers and how they are trained, the students,
@@ -42,7 +42,7 @@ class Benchmark:
         Training flags of every teacher (``scripts/train_ssd.py``), name without ``--``.
     students : tuple of str
     methods : tuple of str
-        Names of :data:`gankd.experiments.reproduce.METHODS` or of ``method_flags``.
+        Names of :data:`gankd.experiments.grid.METHODS` or of ``method_flags``.
     seeds : tuple of int
         Student seeds; baseline and distilled students share them, so gains pair up.
     student_flags : dict

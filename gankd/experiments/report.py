@@ -1,5 +1,5 @@
 """A Markdown report and figures from the results JSON of
-:mod:`gankd.experiments.reproduce`.
+:mod:`gankd.experiments.runner`.
 
 The measured table is laid out like the paper's Table 1 (rows: students; columns: no
 teacher, then each teacher), every cell the mean ± sample standard deviation of the
@@ -19,7 +19,8 @@ from .curves import (controls_markdown, is_control, iterations_markdown, plot_le
 from ..errors import GankdError
 from .published import (MODEL_ZOO, MODEL_ZOO_SOURCE, TABLE1, published_gain,
                         published_name, table_markdown)
-from .reproduce import BASELINE, load_results
+from .grid import BASELINE
+from .results_file import load_results
 
 __all__ = ['mean_std', 'paired_gain', 'summarize', 'markdown', 'plot_maps', 'plot_gains',
            'plot_curves', 'speed_groups', 'measure_speed', 'write_report', 'main']
