@@ -137,7 +137,8 @@ def _record(student, teacher, method, seed, m_ap, status='ok'):
 
 
 def test_report_arithmetic(tmp_path):
-    from gankd.experiments.report import summarize, write_report
+    from gankd.experiments.report import write_report
+    from gankd.experiments.stats import summarize
     records = [_record('mobilenet1.0', 'none', 'baseline', s, v)
                for s, v in zip((0, 1, 2), (0.30, 0.32, 0.34))]
     records += [_record('mobilenet1.0', 'resnet50_v1', 'gan', s, v)
@@ -174,7 +175,7 @@ def test_report_arithmetic(tmp_path):
             '15% |') in text
     assert '| resnet18_v1 | 20.0 (n=1) | 26.0 ± 1.4 (n=2) | +6.0 (unpaired) | 20% |' in text
     # A teacher no better than the baseline leaves no gap to close.
-    from gankd.experiments.report import gap_closed
+    from gankd.experiments.stats import gap_closed
     weak = [dict(r, mAP=0.25) if r['role'] == 'teacher' else r for r in records]
     assert gap_closed(summarize(weak), 'mobilenet1.0', 'resnet50_v1', 'gan') is None
     assert gap_closed(summarize(weak), 'resnet18_v1', 'resnet50_v1', 'gan') == pytest.approx(
@@ -191,7 +192,8 @@ def test_report_arithmetic(tmp_path):
 
 
 def test_report_reads_the_last_training_cross_entropy_from_the_histories(tmp_path):
-    from gankd.experiments.report import summarize, write_report
+    from gankd.experiments.report import write_report
+    from gankd.experiments.stats import summarize
     records = []
     for i, (method, ces) in enumerate([('baseline', (5.0, 4.0)), ('gan', (6.0, 4.5)),
                                        ('gan', (6.0, 4.7))]):
@@ -384,7 +386,8 @@ def test_report_convergence_and_controls(tmp_path):
     """Iterations to the baseline's final mAP, paired by seed; the controls' section with
     its pass/fail verdict; controls kept out of Table 1's rows and columns."""
     from gankd.experiments.curves import iterations_to_reach
-    from gankd.experiments.report import summarize, write_report
+    from gankd.experiments.report import write_report
+    from gankd.experiments.stats import summarize
     h = lambda name, pts: _history(tmp_path / (name + '.jsonl'), pts)  # noqa: E731
     records = [
         dict(_record('mobilenet0.25', 'none', 'baseline', 0, 0.30),

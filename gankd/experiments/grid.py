@@ -3,8 +3,9 @@
 A grid is students x teachers x methods x seeds. Each cell is one training command:
 ``scripts/train_ssd.py`` for teachers and baselines, ``scripts/train_gankd_ssd.py`` for
 distilled students, every flag checked with the script's own parser before anything
-trains (:func:`plan`). Teachers come first, then student by student (a control's student first), seed by
-seed, its baseline and its distilled versions; a grid stopped early has whole students.
+trains. :func:`plan` puts the teachers first, then student by student (a control's
+student first), seed by seed, its baseline and its distilled versions: a grid stopped
+early has whole students.
 """
 import os
 import sys
