@@ -17,7 +17,7 @@ def main():
     p.add_argument('--seed', type=int, default=233)
     p.add_argument('-j', '--num-workers', type=int, default=1)
     args = p.parse_args()
-    from gankd.quickstart import format_result, quickstart
+    from gankd.experiments.quickstart import format_result, quickstart
     print(format_result(quickstart(args.out, args.preset, args.seed, args.num_workers)))
 
 

@@ -10,7 +10,7 @@ from gankd.cli import main_guard
 
 
 def main():
-    from gankd.report import main as report
+    from gankd.experiments.report import main as report
     return report()
 
 

@@ -14,7 +14,7 @@ from gankd.cli import main_guard
 
 
 def main():
-    from gankd.reproduce import main as reproduce
+    from gankd.experiments.reproduce import main as reproduce
     return reproduce()
 
 

@@ -345,7 +345,8 @@ def test_export_without_preprocessing_takes_the_normalised_tensor(student_params
 
 def test_report_puts_speed_and_size_beside_map(teacher_params, student_params, tmp_path):
     from PIL import Image
-    from gankd.report import SPEED_HEADING, write_report
+    from gankd.experiments.report import write_report
+    from gankd.experiments.tables import SPEED_HEADING
 
     def record(role, student, teacher, method, seed, mAP, params):
         return {'key': '{}/{}/{}/seed{}'.format(role, student, teacher, seed), 'role': role,

@@ -137,7 +137,8 @@ def _record(student, teacher, method, seed, m_ap, status='ok'):
 
 
 def test_report_arithmetic(tmp_path):
-    from gankd.report import summarize, write_report
+    from gankd.experiments.report import write_report
+    from gankd.experiments.stats import summarize
     records = [_record('mobilenet1.0', 'none', 'baseline', s, v)
                for s, v in zip((0, 1, 2), (0.30, 0.32, 0.34))]
     records += [_record('mobilenet1.0', 'resnet50_v1', 'gan', s, v)
@@ -174,7 +175,7 @@ def test_report_arithmetic(tmp_path):
             '15% |') in text
     assert '| resnet18_v1 | 20.0 (n=1) | 26.0 ± 1.4 (n=2) | +6.0 (unpaired) | 20% |' in text
     # A teacher no better than the baseline leaves no gap to close.
-    from gankd.report import gap_closed
+    from gankd.experiments.stats import gap_closed
     weak = [dict(r, mAP=0.25) if r['role'] == 'teacher' else r for r in records]
     assert gap_closed(summarize(weak), 'mobilenet1.0', 'resnet50_v1', 'gan') is None
     assert gap_closed(summarize(weak), 'resnet18_v1', 'resnet50_v1', 'gan') == pytest.approx(
@@ -191,7 +192,8 @@ def test_report_arithmetic(tmp_path):
 
 
 def test_report_reads_the_last_training_cross_entropy_from_the_histories(tmp_path):
-    from gankd.report import summarize, write_report
+    from gankd.experiments.report import write_report
+    from gankd.experiments.stats import summarize
     records = []
     for i, (method, ces) in enumerate([('baseline', (5.0, 4.0)), ('gan', (6.0, 4.5)),
                                        ('gan', (6.0, 4.7))]):
@@ -228,8 +230,9 @@ def _doc_table1():
 
 
 def test_published_numbers_are_those_of_the_method_doc():
-    from gankd.published import (MODEL_ZOO, TABLE1, TABLE2, TABLE3, format_published,
-                                 published_gain, published_name, published_value)
+    from gankd.experiments.published import (MODEL_ZOO, TABLE1, TABLE2, TABLE3,
+                                             format_published, published_gain,
+                                             published_name, published_value)
     if METHOD_DOC.exists():
         assert _doc_table1() == {r: list(v) for r, v in TABLE1.rows.items()}
     assert published_value('mobilenet1.0', 'none') == 75.4
@@ -247,7 +250,7 @@ def test_published_numbers_are_those_of_the_method_doc():
 
 
 def test_preset_dry_run_prints_commands_and_runs_nothing(tmp_path):
-    from gankd.benchmarks import MINI_VOC
+    from gankd.experiments.presets import MINI_VOC
     work = tmp_path / 'work'
     proc = run_script('reproduce.py', '--preset', 'mini-voc', '--dry-run', '--work-dir', work,
                       '--out', tmp_path / 'r.json')
@@ -262,7 +265,7 @@ def test_preset_dry_run_prints_commands_and_runs_nothing(tmp_path):
 
 
 def test_ablation_preset_variants_replace_the_flag_they_change(tmp_path):
-    from gankd.benchmarks import GAN_VARIANTS
+    from gankd.experiments.presets import GAN_VARIANTS
     proc = run_script('reproduce.py', '--preset', 'mini-voc-ablation', '--dry-run',
                       '--work-dir', tmp_path / 'work', '--out', tmp_path / 'r.json')
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -277,18 +280,18 @@ def test_ablation_preset_variants_replace_the_flag_they_change(tmp_path):
 
 
 def test_preset_data_is_generated_once(tmp_path):
-    from gankd.benchmarks import MINI_VOC, SyntheticSpec
     from gankd.errors import GankdError
-    from gankd.reproduce import _preset_data
+    from gankd.experiments.presets import MINI_VOC, SyntheticSpec
+    from gankd.experiments.reproduce import preset_data
     from dataclasses import replace
     small = replace(MINI_VOC, data=SyntheticSpec(num_train=4, num_test=2, image_size=64))
-    root = _preset_data(small, str(tmp_path), dry_run=False)
+    root = preset_data(small, str(tmp_path), dry_run=False)
     stamp = (Path(root) / 'classes.txt').stat().st_mtime_ns
-    assert _preset_data(small, str(tmp_path), dry_run=False) == root
+    assert preset_data(small, str(tmp_path), dry_run=False) == root
     assert (Path(root) / 'classes.txt').stat().st_mtime_ns == stamp  # reused, not redone
     other = replace(small, data=SyntheticSpec(num_train=5, num_test=2, image_size=64))
     with pytest.raises(GankdError, match='other synthetic data'):
-        _preset_data(other, str(tmp_path), dry_run=False)
+        preset_data(other, str(tmp_path), dry_run=False)
 
 
 @pytest.mark.parametrize('script,args,message', [
@@ -310,7 +313,7 @@ def test_plan_runs_students_whole_and_restricts_methods_and_controls(tmp_path):
     """Students in the order given, each whole (seeds, baseline, methods) before the next;
     a method limited to some students; a control's student that is not a Table 1 student
     gets its baseline and the control only; a random teacher is its initial weights."""
-    from gankd.reproduce import Grid, METHODS, plan
+    from gankd.experiments.grid import Grid, METHODS, plan
     grid = Grid(name='g', dataset_root=str(tmp_path), teachers=('none', 'resnet18_v1',
                                                                 'resnet18_v1@random'),
                 students=('mobilenet0.25', 'mobilenet1.0'), methods=('gan', 'hint',
@@ -382,8 +385,9 @@ def _history(path, points):
 def test_report_convergence_and_controls(tmp_path):
     """Iterations to the baseline's final mAP, paired by seed; the controls' section with
     its pass/fail verdict; controls kept out of Table 1's rows and columns."""
-    from gankd.curves import iterations_to_reach
-    from gankd.report import summarize, write_report
+    from gankd.experiments.curves import iterations_to_reach
+    from gankd.experiments.report import write_report
+    from gankd.experiments.stats import summarize
     h = lambda name, pts: _history(tmp_path / (name + '.jsonl'), pts)  # noqa: E731
     records = [
         dict(_record('mobilenet0.25', 'none', 'baseline', 0, 0.30),

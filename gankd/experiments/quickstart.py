@@ -10,9 +10,9 @@ import time
 
 from tqdm import tqdm
 
-from .cli import train_from_args, training_parser
-from .data.synthetic import make_synthetic_voc
-from .eval.params import evaluate_params
+from ..cli import train_from_args, training_parser
+from ..data.synthetic import make_synthetic_voc
+from ..eval.params import evaluate_params
 
 __all__ = ['PRESETS', 'quickstart', 'format_result']
 
@@ -100,7 +100,7 @@ def quickstart(out_dir='runs/quickstart', preset='default', seed=233, workers=1,
     result['seconds'] = time.time() - tic
     if speed:
         # What distillation buys: the exported student's latency against the teacher's.
-        from .deploy import bench_exported
+        from ..deploy import bench_exported
         for key in ('teacher', 'gankd'):
             row = bench_exported(result[key]['params'], runs=30)
             result[key].update(latency_ms=row['latency_ms'], num_params=row['num_params'])

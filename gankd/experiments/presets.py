@@ -1,4 +1,5 @@
-"""Named, fixed benchmark presets for :mod:`gankd.reproduce` (``--preset NAME``).
+"""Named, fixed benchmark presets for :mod:`gankd.experiments.reproduce`
+(``scripts/reproduce.py --preset NAME``).
 
 A preset pins everything a reproduction depends on: the synthetic dataset (generated
 into the work folder when missing), the teachers and how they are trained, the students,
@@ -41,7 +42,7 @@ class Benchmark:
         Training flags of every teacher (``scripts/train_ssd.py``), name without ``--``.
     students : tuple of str
     methods : tuple of str
-        Names of :data:`gankd.reproduce.METHODS` or of ``method_flags``.
+        Names of :data:`gankd.experiments.grid.METHODS` or of ``method_flags``.
     seeds : tuple of int
         Student seeds; baseline and distilled students share them, so gains pair up.
     student_flags : dict
@@ -212,7 +213,7 @@ PRESETS = {b.name: b for b in (MINI_VOC, MINI_VOC_METHODS, MINI_VOC_ABLATION, MI
 
 def get_preset(name):
     """The preset called ``name``; GankdError naming the known ones otherwise."""
-    from .errors import GankdError
+    from ..errors import GankdError
     if name not in PRESETS:
         raise GankdError('unknown --preset {!r}; known: {}'.format(name, ', '.join(PRESETS)))
     return PRESETS[name]

@@ -3,7 +3,8 @@
 Everything here is *quoted* from the authors' README (HongWei, StartDt AI Lab, arXiv
 1906.08467; the repository released no code), as reproduced in the project's seed
 document and summarised in ``../shared/gankd-method.md``. None of it was measured by
-this project: reports must label it "published (quoted, not reproduced)".
+this project: reports must label it "published (quoted, not reproduced)"
+(:data:`PUBLISHED_LABEL`).
 
 Numbers are kept exactly as printed: ``18`` stays an int and ``21.7`` a float, so
 ``str(value)`` gives the published text; an empty cell (printed ``-``) is None.
@@ -17,8 +18,12 @@ from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
 __all__ = ['PublishedTable', 'TABLE1', 'TABLE2', 'TABLE3', 'TABLES', 'MODEL_ZOO',
-           'MODEL_ZOO_SOURCE', 'NETWORK_NAMES', 'FAMILY_NAMES', 'published_name',
-           'published_value', 'published_gain', 'format_published', 'table_markdown']
+           'MODEL_ZOO_SOURCE', 'NETWORK_NAMES', 'FAMILY_NAMES', 'PUBLISHED_LABEL',
+           'published_name', 'published_value', 'published_gain', 'format_published',
+           'table_markdown']
+
+#: How reports label every number of this module.
+PUBLISHED_LABEL = 'published (quoted, not reproduced)'
 
 _README = ("authors' README (HongWei, StartDt AI Lab, GAN-KD, arXiv 1906.08467), "
            "quoted in ../shared/seeds/000_e56a23adf87e1b14.txt and "
@@ -225,8 +230,7 @@ def table_markdown(table='table1', rows=None):
     """
     t = TABLES[table] if isinstance(table, str) else table
     rows = list(t.rows) if rows is None else rows
-    lines = ['{} ({}; {}), published (quoted, not reproduced)'.format(
-                 t.title, t.setting, t.metric),
+    lines = ['{} ({}; {}), {}'.format(t.title, t.setting, t.metric, PUBLISHED_LABEL),
              '',
              '| student | ' + ' | '.join('teacher: ' + c for c in t.columns) + ' |',
              '|---|' + '---|' * len(t.columns)]

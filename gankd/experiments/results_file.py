@@ -1,0 +1,83 @@
+"""The results JSON of a grid: one record per cell, rewritten atomically.
+
+A re-run reads it to skip the cells whose record says ``ok``
+(:func:`done_records`), so an interrupted grid resumes where it stopped.
+"""
+import json
+import os
+import tempfile
+
+from ..errors import GankdError
+
+__all__ = ['RESULTS_FORMAT', 'load_results', 'save_record', 'done_records']
+
+RESULTS_FORMAT = 'gankd-reproduce-results/1'
+
+
+def load_results(path):
+    """The results JSON as ``{'format', 'name', 'records': [...]}`` (empty if missing)."""
+    if not os.path.exists(path):
+        return {'format': RESULTS_FORMAT, 'records': []}
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as err:
+        raise GankdError('cannot read results {}: {}'.format(path, err))
+    if not isinstance(data, dict) or not isinstance(data.get('records'), list):
+        raise GankdError('{} is not a results file of scripts/reproduce.py (no "records" list)'
+                         .format(path))
+    return data
+
+
+def _write_atomic(path, data):
+    """Write JSON to a temporary file beside ``path``, then rename it over ``path``: a
+    crash mid-write leaves the old file, never half a file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', dir=folder)
+    try:
+        with os.fdopen(fd, 'w') as f:
+            json.dump(data, f, indent=1)
+            f.write('\n')
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_record(path, record, name=None):
+    """Add ``record`` to the results at ``path``, replacing one with the same key.
+
+    The file is read again first, so records written meanwhile are kept.
+    """
+    data = load_results(path)
+    records = [r for r in data['records'] if r.get('key') != record['key']]
+    records.append(record)
+    data['records'] = records
+    if name:
+        data['name'] = name
+    _write_atomic(path, data)
+
+
+def done_records(grid, cells):
+    """Records of cells already finished, by key; refuses records made with other flags,
+    since mixing them would put two experiments in one table."""
+    done = {}
+    for r in load_results(grid.out)['records']:
+        if r.get('status') == 'ok':
+            done[r['key']] = r
+    for cell in cells:
+        r = done.get(cell.key)
+        if r is not None and r.get('flags') != cell.flags:
+            raise GankdError(
+                '{} holds cell {} run with other flags ({}); use another --out and '
+                '--work-dir, or delete that record'.format(
+                    grid.out, cell.key, ' '.join(r.get('flags') or [])))
+        if r is not None and cell.role != 'teacher' and r.get('select') != grid.select:
+            raise GankdError('{} holds cell {} evaluated from its {} params, not --select {}; '
+                             'use another --out'.format(grid.out, cell.key, r.get('select'),
+                                                        grid.select))
+    return done

@@ -1,0 +1,190 @@
+"""The numbers of a report: records grouped into cells, mean ± std over seeds, paired
+gains over the baseline and the share of the teacher-student gap they close.
+
+All numbers are in mAP points (percent), as in the paper.
+"""
+import math
+from collections import OrderedDict
+
+from .curves import is_control, read_history
+from .grid import BASELINE
+
+__all__ = ['mean_std', 'paired_gain', 'cell_key', 'summarize', 'gap_closed', 'speed_groups']
+
+
+def mean_std(values):
+    """Mean, sample standard deviation (n - 1; None below two values) and count."""
+    values = [float(v) for v in values]
+    n = len(values)
+    if n == 0:
+        return None, None, 0
+    mean = sum(values) / n
+    if n < 2:
+        return mean, None, n
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)), n
+
+
+def paired_gain(base, other):
+    """Gain of ``other`` over ``base`` (both ``{seed: mAP}``).
+
+    Seeds in both pair up and the gain is the mean ± std of the per-seed differences;
+    with no common seed it is the difference of the means, without a std.
+
+    Returns
+    -------
+    dict or None
+        ``mean``, ``std``, ``n`` (pairs, or 0 when unpaired), ``paired``.
+    """
+    if not base or not other:
+        return None
+    common = sorted(set(base) & set(other))
+    if common:
+        mean, std, n = mean_std([other[s] - base[s] for s in common])
+        return {'mean': mean, 'std': std, 'n': n, 'paired': True}
+    return {'mean': mean_std(other.values())[0] - mean_std(base.values())[0], 'std': None,
+            'n': 0, 'paired': False}
+
+
+def cell_key(student, teacher, method):
+    """The key of a summary's cell: ``'student|teacher|method'``."""
+    return '{}|{}|{}'.format(student, teacher, method)
+
+
+def summarize(records):
+    """Group finished records and compute every number of the report.
+
+    Parameters
+    ----------
+    records : list of dict
+        Records of a results JSON (failed ones are listed, not counted).
+
+    Returns
+    -------
+    dict
+        ``students``, ``teachers`` (networks, without 'none'), ``methods`` (distillation
+        methods), ``cells`` (``'student|teacher|method'`` -> ``maps`` {seed: points},
+        ``mean``, ``std``, ``n``, and ``train_ce``: mean, std, n of the last training
+        epoch's CrossEntropy when the histories are on disk), ``gains`` (same keys,
+        distilled cells only ->
+        :func:`paired_gain`), ``teacher_maps`` (network -> mean, std, n) and ``failed``.
+    """
+    students, teachers, methods = [], [], []
+    cells, teacher_maps, failed = OrderedDict(), OrderedDict(), []
+    for r in records:
+        if r.get('status') != 'ok':
+            failed.append(r)
+            continue
+        points = 100.0 * float(r['mAP'])
+        if r['role'] == 'teacher':
+            teacher_maps.setdefault(r['teacher'], []).append(points)
+            continue
+        # Controls (gankd.experiments.curves) have their own section, not Table 1's rows
+        # and columns.
+        if not is_control(r) and (r['teacher'] != 'none' or not _control_only(
+                records, r['student'])):
+            _add_once(students, r['student'])
+        if r['teacher'] != 'none' and not is_control(r):
+            _add_once(teachers, r['teacher'])
+            _add_once(methods, r['method'])
+        key = cell_key(r['student'], r['teacher'], r['method'])
+        cell = cells.setdefault(key, {'student': r['student'], 'teacher': r['teacher'],
+                                      'method': r['method'], 'maps': {}, 'ce': {}})
+        cell['maps'][int(r['seed'])] = points
+        last = [h for h in read_history(r.get('history')) if 'CrossEntropy' in h][-1:]
+        if last:
+            cell['ce'][int(r['seed'])] = float(last[0]['CrossEntropy'])
+    for cell in cells.values():
+        cell['mean'], cell['std'], cell['n'] = mean_std(cell['maps'].values())
+        # A second, less noisy reading of how well detection trained: mAP near chance
+        # swings with the initialisation, the training loss much less.
+        cell['train_ce'] = dict(zip(('mean', 'std', 'n'), mean_std(cell.pop('ce').values())))
+    gains = OrderedDict()
+    for key, cell in cells.items():
+        if cell['teacher'] == 'none':
+            continue
+        base = cells.get(cell_key(cell['student'], 'none', BASELINE))
+        gains[key] = paired_gain(base['maps'] if base else {}, cell['maps'])
+    for t in teachers:
+        teacher_maps.setdefault(t, [])
+    teacher_maps = OrderedDict((t, dict(zip(('mean', 'std', 'n'), mean_std(v))))
+                               for t, v in teacher_maps.items())
+    runs = _runs(records)
+    return {'students': students, 'teachers': teachers, 'methods': methods,
+            'cells': cells, 'gains': gains, 'teacher_maps': teacher_maps, 'failed': failed,
+            'runs': runs}
+
+
+def _control_only(records, student):
+    """Whether every distilled record of ``student`` is a control's (the teacher's own
+    architecture, trained for the feature-transfer control)."""
+    distilled = [r for r in records if r.get('student') == student and
+                 r.get('teacher') not in (None, 'none')]
+    return bool(distilled) and all(is_control(r) for r in distilled)
+
+
+def _runs(records):
+    """What the report says about how the numbers were made: counts, time, which params
+    were evaluated, and one command line per role."""
+    ok = [r for r in records if r.get('status') == 'ok']
+    examples = OrderedDict()
+    for r in ok:
+        if r.get('command_line'):
+            examples.setdefault(r['role'], r['command_line'])
+    return {'ok': len(ok), 'failed': len(records) - len(ok),
+            'seconds': sum(float(r.get('seconds') or 0) for r in records),
+            'select': sorted({r['select'] for r in ok
+                              if r.get('role') != 'teacher' and r.get('select')}),
+            'examples': examples}
+
+
+def _add_once(items, value):
+    if value not in items:
+        items.append(value)
+
+
+def gap_closed(summary, student, teacher, method):
+    """The share of the teacher-student gap that distillation closes:
+    ``gain / (teacher - baseline)``, or None when a number is missing or the teacher is not
+    better than the baseline (no gap to close). The gain is the paired one when seeds pair
+    (so a partial grid compares like with like), else the difference of the means."""
+    base = summary['cells'].get(cell_key(student, 'none', BASELINE))
+    dist = summary['cells'].get(cell_key(student, teacher, method))
+    tmap = summary['teacher_maps'].get(teacher) or {}
+    if not base or not dist or not base.get('n') or not dist.get('n') or not tmap.get('n'):
+        return None
+    gap = tmap['mean'] - base['mean']
+    if gap <= 0:
+        return None
+    gain = summary['gains'].get(cell_key(student, teacher, method))
+    if gain and gain['paired']:
+        return gain['mean'] / gap
+    return (dist['mean'] - base['mean']) / gap
+
+
+def speed_groups(records):
+    """One entry per teacher, then per student its baseline and each distilled method
+    (controls left out: they are checks, not deliverables).
+
+    Returns
+    -------
+    list of dict
+        ``label, role, student, teacher, method``, ``params`` (the lowest seed's params
+        file), ``seed`` (that seed), ``mAP`` (0-1, mean over the group's seeds) and ``n``.
+    """
+    groups = OrderedDict()
+    ok = [r for r in records if r.get('status') == 'ok' and r.get('mAP') is not None
+          and not is_control(r)]
+    # Teachers first: the speed-ups of speed_markdown are relative to the first row.
+    for r in sorted(ok, key=lambda r: r['role'] != 'teacher'):
+        key = (r['role'], r.get('student'), r.get('teacher'), r.get('method'))
+        groups.setdefault(key, []).append(r)
+    out = []
+    for (role, student, teacher, method), rs in groups.items():
+        first = min(rs, key=lambda r: int(r['seed']))
+        label = ('teacher {}'.format(teacher) if role == 'teacher' else
+                 '{} (no teacher)'.format(student) if teacher in (None, 'none') else
+                 '{} ({} from {})'.format(student, method, teacher))
+        out.append({'label': label, 'role': role, 'student': student, 'teacher': teacher,
+                    'method': method, 'params': first.get('params'), 'seed': first['seed'],
+                    'mAP': sum(float(r['mAP']) for r in rs) / len(rs), 'n': len(rs)})
+    return out

@@ -1,0 +1,296 @@
+"""The report's Markdown: its tables and the document that holds them (:func:`markdown`).
+
+The measured table is laid out like the paper's Table 1 (rows: students; columns: no
+teacher, then each teacher), every cell the mean ± sample standard deviation of the
+per-seed mAPs with their count, and the gain over the baseline as the mean ± std of the
+per-seed differences where the seeds pair up. The published numbers of
+:mod:`gankd.experiments.published` stand beside it, labelled as quoted, not reproduced.
+"""
+import os
+
+from .curves import CONTROL_PREFIX, FEATURE_TRANSFER_SHARE, iterations_to_reach
+from .grid import BASELINE
+from .published import (MODEL_ZOO, MODEL_ZOO_SOURCE, PUBLISHED_LABEL, TABLE1, published_gain,
+                        published_name, table_markdown)
+from .stats import cell_key, gap_closed
+
+__all__ = ['fmt_cell', 'fmt_gain', 'markdown', 'iterations_markdown', 'controls_markdown',
+           'SPEED_HEADING']
+
+SPEED_HEADING = '## Speed and size (exported, this CPU)'
+
+
+def fmt_cell(cell, digits=1):
+    """``'12.3 ± 0.4 (n=3)'``; ``'12.3 (n=1)'``; ``'–'`` when there is nothing."""
+    if not cell or not cell.get('n'):
+        return '–'
+    text = '{:.{d}f}'.format(cell['mean'], d=digits)
+    if cell.get('std') is not None:
+        text += ' ± {:.{d}f}'.format(cell['std'], d=digits)
+    return text + ' (n={})'.format(cell['n'])
+
+
+def fmt_gain(gain, digits=1):
+    """``'+1.2 ± 0.5 (3 pairs)'``, ``'+1.2 (1 pair)'``, ``'+1.2 (unpaired)'`` or ``'–'``."""
+    if gain is None:
+        return '–'
+    # round(-0.04, 1) is -0.0; adding 0.0 makes it 0.0, printed '+0.0'.
+    text = '{:+.{d}f}'.format(round(gain['mean'], digits) + 0.0, d=digits)
+    if gain.get('std') is not None:
+        text += ' ± {:.{d}f}'.format(gain['std'], d=digits)
+    if not gain['paired']:
+        return text + ' (unpaired)'
+    return text + ' ({} pair{})'.format(gain['n'], '' if gain['n'] == 1 else 's')
+
+
+def _fmt_gap(summary, student, teacher, method):
+    share = gap_closed(summary, student, teacher, method)
+    if share is not None:
+        return '{:.0%}'.format(share)
+    tmap = summary['teacher_maps'].get(teacher) or {}
+    base = summary['cells'].get(cell_key(student, 'none', BASELINE))
+    if tmap.get('n') and base and base.get('n') and tmap['mean'] <= base['mean']:
+        return 'none: teacher not better'
+    return '–'
+
+
+def _table1(summary, method, digits):
+    """Table 1's layout for one method: none, then each teacher, the gain and the share
+    of the teacher-student gap closed."""
+    teachers = summary['teachers']
+    head = ['student', 'teacher: none'] + sum(
+        [['teacher: {} ({})'.format(t, method), 'gain over none', 'gap closed']
+         for t in teachers], [])
+    lines = ['| ' + ' | '.join(head) + ' |', '|---' * len(head) + '|']
+    for s in summary['students']:
+        row = [s, fmt_cell(summary['cells'].get(cell_key(s, 'none', BASELINE)), digits)]
+        for t in teachers:
+            key = cell_key(s, t, method)
+            row += [fmt_cell(summary['cells'].get(key), digits),
+                    fmt_gain(summary['gains'].get(key), digits), _fmt_gap(summary, s, t, method)]
+        lines.append('| ' + ' | '.join(row) + ' |')
+    return lines
+
+
+def _published_beside(summary, digits):
+    """Measured gains of every method beside Table 1's published GAN-KD gain for the
+    matching row and column."""
+    methods = summary['methods']
+    head = ['student', 'teacher'] + ['measured gain ({})'.format(m) for m in methods] + [
+        '{}: GAN-KD gain, Table 1'.format(PUBLISHED_LABEL), 'published row, column']
+    lines = ['| ' + ' | '.join(head) + ' |', '|---' * len(head) + '|']
+    for s in summary['students']:
+        for t in summary['teachers']:
+            row = published_name(s, exact=False, kind='row')
+            col = published_name(t, exact=False, kind='column')
+            pub = published_gain(s, t, exact=False)
+            where = '–' if row is None or col is None else '{}{}, {}{}'.format(
+                row[0], '' if row[1] else ' (family; another width)', col[0],
+                '' if col[1] else ' (family)')
+            cells = [fmt_gain(summary['gains'].get(cell_key(s, t, m)), digits)
+                     for m in methods]
+            lines.append('| ' + ' | '.join([s, t] + cells + [
+                '–' if pub is None else '{:+.1f}'.format(pub), where]) + ' |')
+    return lines
+
+
+def _teachers_table(summary, digits):
+    lines = ['| teacher | measured mAP | {}: GluonCV model zoo, 512 px, VOC |'.format(
+        PUBLISHED_LABEL), '|---|---|---|']
+    for t, m in summary['teacher_maps'].items():
+        zoo = 'ssd_512_{}_voc'.format(t)
+        pub = '{} {}'.format(zoo, MODEL_ZOO[zoo]) if zoo in MODEL_ZOO else '–'
+        lines.append('| {} | {} | {} |'.format(t, fmt_cell(m, digits), pub))
+    return lines
+
+
+def _methods_table(summary, teacher, digits):
+    """Rows: baseline then each method; per student its mAP, the gain over the baseline
+    and the share of the teacher-student gap closed."""
+    head = ['method'] + sum([[s, 'gain', 'gap closed', 'last-epoch train CE']
+                             for s in summary['students']], [])
+    lines = ['| ' + ' | '.join(head) + ' |', '|---' * len(head) + '|']
+
+    def train_ce(key):
+        return fmt_cell((summary['cells'].get(key) or {}).get('train_ce'), 2)
+
+    row = ['none (plain SSD)']
+    for s in summary['students']:
+        key = cell_key(s, 'none', BASELINE)
+        row += [fmt_cell(summary['cells'].get(key), digits), '–', '–', train_ce(key)]
+    lines.append('| ' + ' | '.join(row) + ' |')
+    for m in summary['methods']:
+        row = [m]
+        for s in summary['students']:
+            key = cell_key(s, teacher, m)
+            row += [fmt_cell(summary['cells'].get(key), digits),
+                    fmt_gain(summary['gains'].get(key), digits),
+                    _fmt_gap(summary, s, teacher, m), train_ce(key)]
+        lines.append('| ' + ' | '.join(row) + ' |')
+    return lines
+
+
+def _published_rows(summary):
+    """Table 1 rows of the grid's students (by family), in the table's order."""
+    rows = {published_name(s, exact=False, kind='row') for s in summary['students']}
+    wanted = {r[0] for r in rows if r is not None}
+    return [r for r in TABLE1.rows if r in wanted] or list(TABLE1.rows)
+
+
+def markdown(summary, name, figures=None, digits=1, results_path=None, records=None):
+    """The report as Markdown text.
+
+    ``figures`` maps a caption to a path relative to the report; ``records`` (the results'
+    records) adds the convergence table and the controls.
+    """
+    out = ['# Reproduction: {}'.format(name), '']
+    if results_path:
+        # Relative to the working directory (the repository root), so a committed report
+        # names the file as a reader of the repository sees it.
+        shown = os.path.relpath(results_path)
+        out += ['Results: `{}`.'.format(results_path if shown.startswith('..') else shown), '']
+    out += ['Measured here: VOC07 11-point mAP at IoU 0.5 on the test split, in points; '
+            'mean ± sample std over seeds (n = seeds). Gain: mean ± std of the per-seed '
+            'differences to the baseline of the same seed. Numbers labelled "{}" are the '
+            "authors' and were not run here.".format(PUBLISHED_LABEL), '']
+    runs = summary.get('runs')
+    if runs:
+        out += ['{} finished cells, {} failed, {:.0f} s of training and evaluation in all{}.'
+                .format(runs['ok'], runs['failed'], runs['seconds'],
+                        '; students evaluated from their {} params'.format(
+                            ' / '.join(runs['select'])) if runs['select'] else ''), '']
+    if len(summary['methods']) > 1:
+        # A comparison of methods (or an ablation's variants) leads with one row each;
+        # Table 1's layout then follows for the first method alone.
+        for t in summary['teachers']:
+            out += ['## Methods (teacher {})'.format(t), ''] + \
+                _methods_table(summary, t, digits) + ['']
+    for m in summary['methods'][:1] or [None]:
+        if m is None:
+            out += ['## Measured (baselines only)', '']
+        else:
+            out += ['## Measured, laid out like Table 1 (method: {})'.format(m), '']
+        out += _table1(summary, m, digits) + ['']
+    if summary['methods'] and summary['teachers']:
+        out += ['## Measured gains beside the published ones', ''] + \
+            _published_beside(summary, digits) + ['']
+    if summary['teacher_maps']:
+        out += ['## Teachers', ''] + _teachers_table(summary, digits) + \
+            ['', 'Model-zoo numbers: ' + MODEL_ZOO_SOURCE + '.', '']
+    out += ['## ' + PUBLISHED_LABEL.capitalize(), '',
+            table_markdown('table1', _published_rows(summary)), '']
+    iterations = iterations_markdown(records or [])
+    if len(iterations) > 2:
+        out += ['## Convergence: iterations to reach the baseline\'s final mAP', '',
+                'From the validations in each cell\'s history (same seed pairs as the gains).',
+                ''] + iterations + ['']
+    controls = controls_markdown(summary, records or [], digits)
+    if controls:
+        out += ['## Controls', ''] + controls
+    out += _speed_section(summary.get('speed'))
+    if figures:
+        out += ['## Figures', '']
+        for caption, path in figures.items():
+            out += ['**{}**'.format(caption), '', '![{}]({})'.format(caption, path), '']
+    if runs and runs['examples']:
+        out += ['## Commands (one per role; every cell\'s is in the results JSON)', '']
+        for role, line in runs['examples'].items():
+            out += ['{}:'.format(role), '', '    ' + line, '']
+    if summary['failed']:
+        out += ['## Failed cells', '', '| cell | error | log |', '|---|---|---|']
+        for r in summary['failed']:
+            out.append('| {} | {} | {} |'.format(r['key'], (r.get('error') or '').replace(
+                '|', '\\|'), r.get('log') or '–'))
+        out.append('')
+    return '\n'.join(out)
+
+
+def iterations_markdown(records, baseline='baseline'):
+    """A table: per distilled cell, the iterations each seed needed to reach its
+    baseline's final mAP, against the baseline's own iterations."""
+    reach = iterations_to_reach(records, baseline)
+    lines = ['| student | teacher | method | iterations to the baseline\'s final mAP, per seed '
+             '| baseline\'s iterations | seeds that reached it |', '|---|---|---|---|---|---|']
+    for (student, teacher, method), entry in reach.items():
+        if not entry['seeds']:
+            continue
+        its = ', '.join('seed {}: {}'.format(s, 'not reached' if v is None else v)
+                        for s, v in entry['seeds'].items())
+        base = sorted(set(entry['baseline_iterations'].values()))
+        reached = sum(v is not None for v in entry['seeds'].values())
+        lines.append('| {} | {} | {} | {} | {} | {} of {} |'.format(
+            student, teacher, method, its, ', '.join(map(str, base)) or '–', reached,
+            len(entry['seeds'])))
+    return lines
+
+
+def controls_markdown(summary, records, digits=1, baseline='baseline'):
+    """The controls' section: feature transfer, random teacher, teacher evaluation."""
+    lines = []
+    cells = summary['cells']
+    feature = [c for c in cells.values() if (c['method'] or '').startswith(CONTROL_PREFIX)]
+    if feature:
+        lines += ['### Feature transfer (a student trained through a feature term alone, '
+                  'into the teacher\'s frozen head)', '',
+                  '| student | teacher | control | its mAP | teacher mAP | share of the '
+                  'teacher | baseline, same updates | gain over baseline | passes (>= {:.0%} '
+                  'of the teacher) |'.format(FEATURE_TRANSFER_SHARE),
+                  '|---|---|---|---|---|---|---|---|---|']
+        for c in feature:
+            t = summary['teacher_maps'].get(c['teacher']) or {}
+            share = c['mean'] / t['mean'] if t.get('n') and t['mean'] > 0 else None
+            key = cell_key(c['student'], c['teacher'], c['method'])
+            lines.append('| {} | {} | {} | {} | {} | {} | {} | {} | {} |'.format(
+                c['student'], c['teacher'], c['method'], fmt_cell(c, digits),
+                fmt_cell(t, digits), '–' if share is None else '{:.0%}'.format(share),
+                fmt_cell(cells.get(cell_key(c['student'], 'none', baseline)), digits),
+                fmt_gain(summary['gains'].get(key), digits),
+                '–' if share is None else ('yes' if share >= FEATURE_TRANSFER_SHARE
+                                           else 'NO')))
+        lines.append('')
+    random = [c for c in cells.values() if c['teacher'].endswith('@random')]
+    if random:
+        lines += ['### Random teacher (distilling from untrained weights should gain '
+                  'nothing)', '', '| student | teacher | method | mAP | baseline | gain |',
+                  '|---|---|---|---|---|---|']
+        for c in random:
+            key = cell_key(c['student'], c['teacher'], c['method'])
+            lines.append('| {} | {} | {} | {} | {} | {} |'.format(
+                c['student'], c['teacher'], c['method'], fmt_cell(c, digits),
+                fmt_cell(cells.get(cell_key(c['student'], 'none', baseline)), digits),
+                fmt_gain(summary['gains'].get(key), digits)))
+        lines.append('')
+    teachers = [r for r in records if r.get('role') == 'teacher' and r.get('status') == 'ok']
+    if teachers:
+        lines += ['### Teachers: the training loop\'s own validation against eval_voc.py', '',
+                  '| teacher | mAP, eval_voc.py | mAP, the loop\'s validation of the same '
+                  'params | difference |', '|---|---|---|---|']
+        for r in teachers:
+            loop = r.get('loop_mAP')
+            lines.append('| {} | {:.{d}f} | {} | {} |'.format(
+                r['teacher'], 100 * r['mAP'], '–' if loop is None else '{:.{d}f}'.format(
+                    100 * loop, d=digits), '–' if loop is None else '{:+.2f}'.format(
+                        100 * (r['mAP'] - loop)), d=digits))
+        lines.append('')
+    return lines
+
+
+def _speed_section(speed):
+    """The speed section's Markdown lines (none without measurements)."""
+    if not speed:
+        return []
+    from ..deploy import speed_markdown
+    out = [SPEED_HEADING, '',
+           "Each model as `scripts/export.py` exports it (GluonCV's `export_block`, its "
+           'preprocessing included), loaded back with `SymbolBlock.imports`: median latency '
+           'of {} runs at batch 1, throughput at batch {}, on the CPU that wrote this report. '
+           "One params file per row (the lowest seed's); mAP: the mean over the row's seeds. "
+           'Speed-up: relative to the first row.'.format(
+               speed['runs'], speed['rows'][0]['batch_size']), '',
+           speed_markdown(speed['rows']), '']
+    if speed['missing']:
+        out += ['Not measured, their params files are not on disk (weights are not '
+                'committed; rerun the grid to make them): ' + '; '.join(
+                    '{} (`{}`)'.format(m['label'], m['params']) for m in speed['missing'])
+                + '.', '']
+    return out
