@@ -29,8 +29,8 @@ def main():
     args = p.parse_args()
 
     import mxnet as mx
-    from gankd.train.run import build_gankd_run, contexts, train_anchors
-    from gankd.data.voc import train_loader, voc_datasets
+    from gankd.train.run import build_gankd_run, contexts
+    from gankd.data.voc import voc_datasets
     from gankd.detectors.detector import save_detector
     from gankd.train.speed import time_iteration_and_parts
     from gankd.detectors.ssd.model import build_ssd, ssd_config
@@ -52,14 +52,12 @@ def main():
         save_detector(teacher_params, build_ssd(**cfg), {'kind': 'ssd', 'ssd': cfg})
     run = build_gankd_run(args.teacher, args.student, args.data_shape, classes, ctx,
                           teacher_params=teacher_params, n_critic=args.n_critic)
-    loader = train_loader(train_set, train_anchors(run, args.data_shape), args.data_shape,
-                          args.batch_size)
+    loader = run.family.train_loader(train_set, run, args.data_shape, args.batch_size)
     batch = next(iter(loader))
     result = time_iteration_and_parts(run, batch, args.repeats)
     print('teacher={} student={} data_shape={} batch={} n_critic={} devices={}'.format(
         args.teacher, args.student, args.data_shape, args.batch_size, args.n_critic, len(ctx)))
-    for key in ('student_fwd_bwd', 'teacher_fwd', 'critics_fwd_bwd', 'sum_of_parts',
-                'iteration'):
+    for key in ('student_fwd_bwd', 'teacher_fwd', 'terms', 'sum_of_parts', 'iteration'):
         print('{:16s} {:8.1f} ms'.format(key, 1000 * result[key]))
     print('ratio={:.3f}'.format(result['ratio']))
 

@@ -26,15 +26,14 @@ def main():
     add_data_check_flag(p)
     args = p.parse_args()
     from gankd.train.run import contexts
-    from gankd.data.coco import evaluate_coco_params, format_table
-    from gankd.eval.params import write_json
+    from gankd.eval.params import evaluate_coco_params, format_coco_table, write_json
     result = evaluate_coco_params(args.params, args.dataset_root,
                                   contexts(args.gpus, args.cpu_contexts), args.batch_size,
                                   args.num_workers, split=args.split,
                                   check=not args.skip_data_check)
     if args.json:
         write_json(result, args.json)
-    print(format_table(result))
+    print(format_coco_table(result))
 
 
 if __name__ == '__main__':

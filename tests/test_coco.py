@@ -68,7 +68,8 @@ def test_synthetic_coco_json_is_read(coco_root, datasets):
 
 def test_real_coco_layout(coco_root, tmp_path):
     """MS COCO's own layout: file_name is a bare name, images in <root>/val2017/."""
-    from gankd.data.coco import COCOLayoutDetection, COCOMetric, coco_dataset
+    from gankd.data.coco import COCOLayoutDetection, coco_dataset
+    from gankd.eval.metrics import COCOMetric
     from gankd.errors import GankdError
     src, info = coco_root
     root = tmp_path / 'coco'
@@ -134,7 +135,7 @@ def _score(metric, detections):
 
 
 def test_coco_metric_ground_truth_is_perfect(datasets):
-    from gankd.data.coco import COCOMetric
+    from gankd.eval.metrics import COCOMetric
     _, val, classes = datasets
     metric = COCOMetric(val, DATA_SHAPE)
     tmpdir = metric._tmpdir

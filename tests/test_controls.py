@@ -59,7 +59,8 @@ def test_a_student_holding_the_teachers_weights_detects_exactly_like_the_teacher
     transfer any.)"""
     import mxnet as mx
     import numpy as np
-    from gankd.data.voc import val_loader, voc_datasets
+    from gankd.data.voc import voc_datasets
+    from gankd.detectors.ssd.transforms import val_loader
     from gankd.detectors.detector import load_detector, save_detector
     run = transfer_run
     snapshot = {k: p.data().copy() for k, p in run.backbone.collect_params().items()}

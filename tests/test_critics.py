@@ -13,7 +13,7 @@ from mxnet import autograd, gluon
 from conftest import DATA_SHAPE, STUDENT, TEACHER
 from gankd.distill.critics import CRITIC_NORMS, SNConv2D, trainable
 from gankd.distill.critic_losses import CRITICS, WGANGP
-from gankd.distill.base import AdversarialTerm, DistillTerm
+from gankd.distill import AdversarialTerm, DistillTerm
 from gankd.errors import GankdError
 import test_terms
 from test_terms import ONE, TWO, make_caps, perturbed
@@ -103,16 +103,16 @@ def test_unknown_critic_norm_and_levels_are_refused(setup):
 
 def _short_run(voc_root, teacher_params, argv):
     """Two iterations of a GAN-KD run built from ``argv`` as the script builds it."""
-    from gankd.train.run import build_gankd_run, train_anchors
+    from gankd.train.run import build_gankd_run
     from gankd.cli import gan_options, seed_everything, training_parser
-    from gankd.data.voc import train_loader, voc_datasets
+    from gankd.data.voc import voc_datasets
     from gankd.train.loop import train_one_epoch
     args = training_parser('t', distill=True).parse_args(argv)
     train_set, _, classes = voc_datasets(voc_root)
     seed_everything(7)
     run = build_gankd_run(TEACHER, STUDENT, DATA_SHAPE, classes, [mx.cpu()],
                           teacher_params=teacher_params, optimizer='adam', **gan_options(args))
-    loader = train_loader(train_set, train_anchors(run, DATA_SHAPE), DATA_SHAPE, 8, seed=7)
+    loader = run.family.train_loader(train_set, run, DATA_SHAPE, 8, seed=7)
     loader.set_epoch(0)
     mx.random.seed(7)
     train_one_epoch(run, loader, 0, log_interval=0)
@@ -471,8 +471,8 @@ def test_warmup_follows_the_loops_iteration_across_epochs_and_resumes(voc_root, 
     """The loop tells the term the run's iteration; a run resumed at iteration 4 (the
     second epoch) continues the ramp where the first left it."""
     import gankd.train.loop as engine
-    from gankd.train.run import build_gankd_run, train_anchors
-    from gankd.data.voc import train_loader, voc_datasets
+    from gankd.train.run import build_gankd_run
+    from gankd.data.voc import voc_datasets
     train_set, _, classes = voc_datasets(voc_root)
     run = build_gankd_run(TEACHER, STUDENT, DATA_SHAPE, classes, [mx.cpu()],
                           teacher_params=teacher_params, adv_weight=0.3, adv_warmup=6)
@@ -480,7 +480,7 @@ def test_warmup_follows_the_loops_iteration_across_epochs_and_resumes(voc_root, 
     seen = []
     monkeypatch.setattr(engine, 'train_step', lambda run, batch, distill=True: (
         seen.append(run.terms[0].weight), {'CrossEntropy': 0.0})[1])
-    loader = train_loader(train_set, train_anchors(run, DATA_SHAPE), DATA_SHAPE, 4)
+    loader = run.family.train_loader(train_set, run, DATA_SHAPE, 4)
     for epoch, start in ((0, 0), (1, 4)):
         loader.set_epoch(epoch)
         engine.train_one_epoch(run, loader, epoch, log_interval=0, start_iteration=start)
@@ -529,16 +529,17 @@ def test_hinge_sn_composes_with_hint_in_one_train_step(setup):
     from gankd.train.loop import Run, train_step
     from gankd.detectors.ssd.model import copy_head
     from gankd.detectors.ssd.student import build_student
-    from gankd.distill.terms import build_terms
+    from gankd.detectors.ssd import SSD
+    from gankd.distill import DistillContext, build_terms
     d = setup
     student = build_student(STUDENT, DATA_SHAPE, d['shapes'], ctx=ONE)
     head = copy_head(d['cfg'], d['head'], ctx=ONE)
-    terms = build_terms(['gan', 'hint'], [1.0, 1.0], d['shapes'], ONE, d['head'],
-                        gan_options=dict(width=8, critic='hinge-sn', levels=[1, 3],
-                                         input_norm='channel', warmup=2))
+    context = DistillContext(d['shapes'], ONE, teacher_head=d['head'], family=SSD)
+    terms = build_terms(['gan', 'hint'], [1.0, 1.0], context, {'gan': dict(
+        width=8, critic='hinge-sn', levels=[1, 3], input_norm='channel', warmup=2)})
     params = list(student.collect_params().values()) + list(head.collect_params().values())
     params += [p for t in terms for p in t.student_params()]
-    run = Run(ctx=ONE, backbone=student, head=head, save_block=student, meta={},
+    run = Run(ctx=ONE, family=SSD, backbone=student, head=head, save_block=student, meta={},
               classes=['a', 'b', 'c'], teacher=d['backbone'], terms=terms,
               teacher_head=d['head'], trainer=gluon.Trainer(params, 'sgd',
                                                            {'learning_rate': 0.01}))

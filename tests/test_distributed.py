@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from conftest import DATA_SHAPE, ROOT, STUDENT, TEACHER, run_script
-from gankd.train.run import build_gankd_run, train_anchors
-from gankd.data.voc import EpochSampler, train_loader, voc_datasets
+from gankd.train.run import build_gankd_run
+from gankd.data.loaders import EpochSampler
+from gankd.data.voc import voc_datasets
 from gankd.train.distributed import sync_batchnorm
 from gankd.train.loop import train_step
 from gankd.detectors.ssd.model import build_ssd, ssd_config
@@ -82,7 +83,7 @@ def test_one_iteration_on_two_contexts_equals_one_context(voc_root, teacher_para
     for run in runs[1:]:
         _copy_weights(runs[0], run, tmp_path)
     # Four images per device: with two, BatchNorm on the 1x1 levels normalises two values.
-    loader = train_loader(train_set, train_anchors(runs[0], DATA_SHAPE), DATA_SHAPE, 4,
+    loader = runs[0].family.train_loader(train_set, runs[0], DATA_SHAPE, 4,
                           shuffle=False, augment='light')
     half = next(iter(loader))
     batch = [mx.nd.concat(b, b, dim=0) for b in half]

@@ -70,7 +70,7 @@ def test_an_image_without_objects_gets_all_negative_targets(classes):
     for a VOC label of shape (0, 6) and for GluonCV COCO's dummy row of -1."""
     import mxnet as mx
     from mxnet import autograd
-    from gankd.data.voc import AUGMENTATIONS
+    from gankd.detectors.ssd.transforms import AUGMENTATIONS
     from gankd.detectors.ssd.model import build_ssd, ssd_config
     net = build_ssd(**ssd_config(STUDENT, DATA_SHAPE, classes))
     with autograd.train_mode():

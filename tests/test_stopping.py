@@ -18,10 +18,11 @@ from mxnet.gluon.data import Dataset
 
 from conftest import DATA_SHAPE, ROOT, STUDENT, TEACHER, run_script
 import gankd.train.loop as engine
-from gankd.train.run import build_plain_run, train_anchors
+from gankd.train.run import build_plain_run
 from gankd.train.checkpoint import find_checkpoints, verify_checkpoint
 from gankd.cli import seed_everything
-from gankd.data.voc import read_classes, train_loader, val_loader, voc_datasets
+from gankd.data.voc import read_classes, voc_datasets
+from gankd.detectors.ssd.transforms import train_loader, val_loader
 from gankd.train.loop import TrainConfig, TrainingInterrupted, fit
 from gankd.detectors.ssd.model import build_ssd, ssd_config
 
@@ -131,7 +132,7 @@ class _SignalOnRead(Dataset):
 
 def _fit(prefix, epochs, val_set=None, resume=''):
     run, train_set, default_val = _plain_run()
-    loader = train_loader(train_set, train_anchors(run, DATA_SHAPE), DATA_SHAPE, 6,
+    loader = run.family.train_loader(train_set, run, DATA_SHAPE, 6,
                           augment='light', seed=5)
     cfg = TrainConfig(epochs=epochs, lr=0.01, log_interval=0, save_prefix=prefix,
                       checkpoint_interval=1, keep_checkpoints=50, seed=5, resume=resume)

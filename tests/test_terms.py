@@ -19,11 +19,14 @@ from gluoncv.loss import SSDMultiBoxLoss
 from gluoncv.model_zoo.ssd.target import SSDTargetGenerator
 
 from conftest import DATA_SHAPE, STUDENT, TEACHER, run_script
-from gankd.distill.base import AdversarialTerm, Captures
+from gankd.distill import AdversarialTerm, Captures
 from gankd.errors import GankdError
 from gankd.detectors.ssd.model import build_ssd, copy_head, split_ssd, ssd_config
-from gankd.distill.terms import (TERM_NAMES, BoundedRegressionTerm, CosineTerm, CrossHeadTerm,
-                         DetectionImitationTerm, HintTerm, SoftLabelTerm, build_terms)
+from gankd.detectors.family import Predictions
+from gankd.detectors.ssd import SSD
+from gankd.distill import (BoundedRegressionTerm, CosineTerm, CrossHeadTerm, DistillContext,
+                           DetectionImitationTerm, HintTerm, SoftLabelTerm, build_terms,
+                           term_names)
 
 CPU0, CPU1 = mx.cpu(0), mx.cpu(1)
 ONE, TWO = [CPU0], [CPU0, CPU1]
@@ -98,10 +101,12 @@ def make_caps(d, s_maps, devices=ONE, teacher_maps=None, t_cls=None, t_box=None,
     for dev, (a, b) in zip(devices, _slices(devices)):
         def part(arr):
             return arr[a:b].copyto(dev)
+        targets = (part(cls_t), part(box_t))
         cap = Captures([part(m) for m in s_maps], [part(m) for m in teacher_maps],
-                       (b - a) / 3.0, teacher_cls_preds=part(t_cls),
-                       teacher_box_preds=part(t_box))
-        cap.cls_targets, cap.box_targets = part(cls_t), part(box_t)
+                       (b - a) / 3.0, targets=targets, family=SSD)
+        cap.teacher_predictions = [Predictions('ssd', part(t_cls), part(t_box), *targets)]
+        # The candidates and targets; run_term fills in the student head's outputs.
+        cap.predictions = [Predictions('ssd', None, None, *targets)]
         caps.append(cap)
     return caps
 
@@ -120,11 +125,12 @@ def run_term(term, d, caps, student_head=True, box_preds=None, attach=True):
     term.prepare(caps)
     with autograd.record():
         for i, cap in enumerate(caps):
+            pred = cap.predictions[0]
             if student_head:
-                cap.cls_preds, cap.box_preds, cap.anchors = d['student_head'](cap.student_maps)
+                pred.cls_logits, pred.box_preds, _ = d['student_head'](cap.student_maps)
             if box_preds is not None:
                 a, b = _slices([c.student_maps[0].context for c in caps])[i]
-                cap.box_preds = box_preds[a:b].as_in_context(cap.student_maps[0].context)
+                pred.box_preds = box_preds[a:b].as_in_context(cap.student_maps[0].context)
         losses = term.losses(caps)
     return losses, sum(l.asscalar() for l in losses)
 
@@ -142,7 +148,8 @@ def grads_reach_student_not_teacher(term, d, s_maps):
     caps = make_caps(d, s_maps, TWO)
     teacher_arrays = []
     for cap in caps:
-        teacher_arrays += cap.teacher_maps + [cap.teacher_cls_preds, cap.teacher_box_preds]
+        teacher = cap.teacher_predictions[0]
+        teacher_arrays += cap.teacher_maps + [teacher.cls_logits, teacher.box_preds]
     for arr in teacher_arrays:
         arr.attach_grad()
     head_before = {k: p.data(CPU0).asnumpy().copy()
@@ -476,65 +483,120 @@ def test_cosine_gradients_finite_where_maps_are_zero_and_devices(setup):
 
 # ---------------------------------------------------------------------------- build_terms
 
+def context(d, head=True, devices=ONE):
+    return DistillContext(d['shapes'], devices, teacher_head=d['head'] if head else None,
+                          family=SSD)
+
+
 def test_build_terms_builds_every_term_in_order(setup):
     d = setup
-    names = list(TERM_NAMES)
+    names = ['gan', 'hint', 'soft', 'bounded', 'crosshead', 'di', 'cosine']
+    assert sorted(term_names()) == sorted(names)
     weights = [1.0, 0.5, 2, 3, 4, 5, 6]
-    terms = build_terms(names, weights, d['shapes'], ONE, d['head'],
-                        gan_options=dict(clip=0.01, n_critic=2, width=8))
+    terms = build_terms(names, weights, context(d), {
+        'gan': dict(clip=0.01, n_critic=2, width=8), 'soft': {'temperature': '2'},
+        'bounded': {'margin': '0.25'}, 'crosshead': {'box_weight': 0.5}})
     kinds = [AdversarialTerm, HintTerm, SoftLabelTerm, BoundedRegressionTerm, CrossHeadTerm,
              DetectionImitationTerm, CosineTerm]
     assert [type(t) for t in terms] == kinds
     assert [t.weight for t in terms] == [float(w) for w in weights]
     assert terms[0].clip == 0.01 and terms[0].n_critic == 2
+    # Options given as command-line strings arrive cast to the option's type.
+    assert terms[2].temperature == 2.0 and terms[3].margin == 0.25
+    assert terms[4].box_weight == 0.5
     assert terms[4].teacher_head is d['head'] and terms[5].teacher_head is d['head']
     # Names in logs and checkpoint block names never collide.
     assert len({t.name for t in terms}) == len(terms)
     blocks = [k for t in terms for k in t.blocks()]
     assert sorted(blocks) == ['critics', 'hint_connectors']
-    order = build_terms(['cosine', 'hint'], [1, 1], d['shapes'], ONE, None)
+    order = build_terms(['cosine', 'hint'], [1, 1], context(d, head=False))
     assert [type(t) for t in order] == [CosineTerm, HintTerm]
-    assert build_terms([], [], d['shapes'], ONE, None) == []
+    assert build_terms([], [], context(d, head=False)) == []
 
 
-@pytest.mark.parametrize('names, weights, message', [
-    (['hint', 'sfot'], [1, 1], "unknown distillation term 'sfot'"),
-    (['hint', 'cosine', 'hint'], [1, 1, 1], "'hint' is given more than once"),
-    (['gan', 'hint'], [1], '2 distillation terms (gan,hint) but 1 weights'),
-    (['hint'], [1, 2], '1 distillation terms (hint) but 2 weights'),
-    (['hint'], ['x'], 'must be numbers'),
-    (['hint'], [float('nan')], 'must be finite'),
-    (['soft', 'di'], [1, 1], 'need the teacher head'),
+@pytest.mark.parametrize('names, weights, options, message', [
+    (['hint', 'sfot'], [1, 1], None, "unknown distillation term 'sfot'"),
+    (['hint', 'cosine', 'hint'], [1, 1, 1], None, "'hint' is given more than once"),
+    (['gan', 'hint'], [1], None, '2 distillation terms (gan,hint) but 1 weights'),
+    (['hint'], [1, 2], None, '1 distillation terms (hint) but 2 weights'),
+    (['hint'], ['x'], None, 'must be numbers'),
+    (['hint'], [float('nan')], None, 'must be finite'),
+    (['soft', 'di'], [1, 1], None, 'need the teacher head'),
+    (['soft'], [1], {'soft': {'temprature': '2'}}, "no option 'temprature'"),
+    (['soft'], [1], {'soft': {'temperature': 'warm'}}, 'soft.temperature takes a float'),
+    (['soft'], [1], {'hint': {'connector': 'none'}}, "names 'hint', which is not among"),
 ])
-def test_build_terms_errors(setup, names, weights, message):
+def test_build_terms_errors(setup, names, weights, options, message):
     with pytest.raises(GankdError) as err:
-        build_terms(names, weights, setup['shapes'], ONE, None)
+        build_terms(names, weights, context(setup, head=False), options)
     assert message in str(err.value)
+
+
+def test_a_new_term_is_one_class_and_one_registration(setup):
+    """Registering a term makes it buildable by name with its options, and the loop logs
+    it under its own name, without any list elsewhere being edited."""
+    from gankd.distill.base import TERMS, DistillTerm, register_term
+    from gankd.train.loop import Run, log_order, train_step
+    from gankd.detectors.ssd.student import build_student
+
+    @register_term('l1test')
+    class L1Term(DistillTerm):
+        name = 'Loss_l1test'
+        options = ('scale',)
+
+        def __init__(self, weight=1.0, scale=1.0):
+            super(L1Term, self).__init__(weight)
+            self.scale = scale
+
+        def loss(self, cap):
+            return sum(self.scale * mx.nd.abs(s - t.detach()).mean()
+                       for s, t in zip(cap.student_maps, cap.teacher_maps))
+    try:
+        d = setup
+        term, = build_terms(['l1test'], [2.0], context(d), {'l1test': {'scale': '3'}})
+        assert isinstance(term, L1Term) and term.scale == 3.0 and term.weight == 2.0
+        student = build_student(STUDENT, DATA_SHAPE, d['shapes'], ctx=ONE)
+        head = copy_head(d['cfg'], d['head'], ctx=ONE)
+        params = list(student.collect_params().values()) + list(
+            head.collect_params().values())
+        run = Run(ctx=ONE, family=SSD, backbone=student, head=head, save_block=student,
+                  meta={}, classes=CLASSES, teacher=d['backbone'], terms=[term],
+                  teacher_head=d['head'],
+                  trainer=gluon.Trainer(params, 'sgd', {'learning_rate': 0.01}))
+        values = train_step(run, (d['x'][:2], d['cls_t'][:2], d['box_t'][:2]))
+        assert values['Loss_l1test'] > 0
+        assert log_order(run) == ['Loss_l1test', 'CrossEntropy', 'SmoothL1']
+    finally:
+        del TERMS['l1test']
 
 
 # ---------------------------------------------------------------------------- engine
 
 def test_all_terms_in_one_real_train_step(setup):
     """The terms as the engine calls them: one step of train_step with every term."""
-    from gankd.train.loop import Run, train_step
+    from gankd.train.loop import Run, log_order, train_step
     from gankd.detectors.ssd.student import build_student
     d = setup
     student = build_student(STUDENT, DATA_SHAPE, d['shapes'], ctx=ONE)
     head = copy_head(d['cfg'], d['head'], ctx=ONE)
-    terms = build_terms(list(TERM_NAMES), [1.0] * len(TERM_NAMES), d['shapes'], ONE,
-                        d['head'], gan_options=dict(width=8))
+    names = list(term_names())
+    terms = build_terms(names, [1.0] * len(names), context(d), {'gan': dict(width=8)})
     params = list(student.collect_params().values()) + list(head.collect_params().values())
     params += [p for t in terms for p in t.student_params()]
-    run = Run(ctx=ONE, backbone=student, head=head, save_block=student, meta={},
+    run = Run(ctx=ONE, family=SSD, backbone=student, head=head, save_block=student, meta={},
               classes=CLASSES, teacher=d['backbone'], terms=terms, teacher_head=d['head'],
               trainer=gluon.Trainer(params, 'sgd', {'learning_rate': 0.01}))
-    hint = terms[1].student_params()[0]
+    hint = terms[names.index('hint')].student_params()[0]
     before = hint.data().asnumpy().copy()
     values = train_step(run, (d['x'][:2], d['cls_t'][:2], d['box_t'][:2]))
     for t in terms:
         assert math.isfinite(values[t.name]), t.name
     assert values['Loss_hint'] > 0 and values['Loss_di'] > 0
     assert not np.array_equal(hint.data().asnumpy(), before)  # the connector trained
+    # Logged in a stable order: each term's names in --distill order, then the task's.
+    order = log_order(run)
+    assert order[:5] == ['Loss_D', 'Loss_D_real', 'Loss_D_fake', 'Loss_D_penalty', 'Loss_G']
+    assert order[-2:] == ['CrossEntropy', 'SmoothL1'] and set(values) <= set(order)
 
 
 def test_distill_flags_compose_terms_in_one_training(voc_root, teacher_params, tmp_path):

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from conftest import DATA_SHAPE, STUDENT, TEACHER, run_script
-from gankd.train.run import build_gankd_run, train_anchors
-from gankd.data.voc import train_loader, val_loader, voc_datasets
+from gankd.train.run import build_gankd_run
+from gankd.data.voc import voc_datasets
+from gankd.detectors.ssd.transforms import val_loader
 from gankd.train.loop import TrainConfig, fit
 
 
@@ -27,7 +28,7 @@ def gankd_run_result(voc_root, teacher_params, tmp_path_factory):
         max(abs(p.data()).max().asscalar() for p in params.values())))
     before = {'teacher': _snapshot(run.teacher), 'student': _snapshot(run.backbone),
               'head': _snapshot(run.head)}
-    loader = train_loader(train_set, train_anchors(run, DATA_SHAPE), DATA_SHAPE, 8)
+    loader = run.family.train_loader(train_set, run, DATA_SHAPE, 8)
     prefix = str(tmp_path_factory.mktemp('gankd') / 'run')
     cfg = TrainConfig(epochs=3, gan_epochs=2, lr=0.01, log_interval=1, save_prefix=prefix)
     result = fit(run, loader, val_loader(val_set, DATA_SHAPE, 4), cfg)
@@ -84,7 +85,7 @@ def test_head_flag_starts_fresh_or_keeps_the_teacher_head_frozen(head, voc_root,
     # Fresh: no head weight is the teacher's (biases may both start at zero).
     assert all(same) if head == 'frozen' else not any(
         same[i] for i, k in enumerate(before['head']) if k.endswith('weight'))
-    loader = train_loader(train_set, train_anchors(run, DATA_SHAPE), DATA_SHAPE, 8)
+    loader = run.family.train_loader(train_set, run, DATA_SHAPE, 8)
     fit(run, loader, None, TrainConfig(epochs=1, gan_epochs=1, lr=0.01,
                                         save_prefix=str(tmp_path / 'run')))
     student_after, head_after = _snapshot(run.backbone), _snapshot(run.head)
@@ -143,7 +144,8 @@ def test_eval_counts_every_image_once(voc_root, teacher_params, monkeypatch):
     # A spy on the real metric: count the images each update receives.
     monkeypatch.setattr(VOC07MApMetric, 'update', lambda self, *a: (
         seen.append(sum(d.shape[0] for d in a[0])), orig(self, *a)))
-    evaluate(backbone, head, val_loader(test_set, DATA_SHAPE, 4), ctx, classes)
+    from gankd.detectors.ssd import SSD
+    evaluate(SSD, backbone, head, val_loader(test_set, DATA_SHAPE, 4), ctx, classes)
     assert sum(seen) == len(test_set) == 6
 
 
@@ -168,7 +170,7 @@ def test_warmup_raises_the_learning_rate_linearly_over_the_first_iterations(voc_
     from gankd.train.loop import train_one_epoch
     train_set, _, classes = voc_datasets(voc_root)
     run = build_plain_run(STUDENT, DATA_SHAPE, classes, [mx.cpu()], lr=0.01, optimizer='adam')
-    loader = train_loader(train_set, train_anchors(run, DATA_SHAPE), DATA_SHAPE, 4)
+    loader = run.family.train_loader(train_set, run, DATA_SHAPE, 4)
     seen = []
     for epoch, start in ((0, 0), (1, 4)):
         loader.set_epoch(epoch)

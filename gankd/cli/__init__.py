@@ -97,11 +97,15 @@ def training_parser(description, distill):
                        help='weight of the GAN term (when --distill-weights is not given); '
                        "1 is the published formula's, 0.1 did better in mini-voc's ablation")
         p.add_argument('--distill', default='gan',
-                       help='comma-separated distillation terms: gan (GAN-KD), hint, soft, '
-                       'bounded, crosshead, di, cosine')
+                       help='comma-separated distillation terms: {} (gan is GAN-KD)'.format(
+                           ', '.join(_term_names())))
         p.add_argument('--distill-weights', default=None,
                        help='one weight per --distill term, e.g. 1,0.5 (default: '
                        '--adv-weight for gan, 1 for the others)')
+        p.add_argument('--distill-options', nargs='+', default=None, metavar='TERM.OPTION=VALUE',
+                       help='options of the terms, e.g. soft.temperature=2 bounded.margin=0.1 '
+                       'crosshead.box_weight=0.5 (see gankd/distill; the critic and hint '
+                       'flags below set the same options of gan and hint)')
         p.add_argument('--lr-d', type=float, default=5e-4, help='critic Adam learning rate')
         p.add_argument('--critic', default='wgan-clip', choices=CRITIC_CHOICES,
                        help='critic variant: wgan-clip (published: WGAN, weight clipping), '
@@ -138,6 +142,14 @@ def training_parser(description, distill):
     else:
         p.add_argument('--network', default='resnet50_v1', help='base network of the SSD')
     return p
+
+
+def _term_names():
+    try:
+        from ..distill.base import term_names
+        return term_names()
+    except ImportError:  # help without MXNet installed
+        return ('gan', 'hint', 'cosine', 'soft', 'bounded', 'crosshead', 'di')
 
 
 def seed_everything(seed):
@@ -220,11 +232,11 @@ def _datasets(args):
 
 def train_from_args(args, distill):
     """Build datasets and the run from parsed flags, then :func:`gankd.train.loop.fit`."""
-    from ..train.run import build_gankd_run, build_plain_run, contexts, train_anchors
-    from ..data.voc import train_loader, val_loader
     from ..data.check import describe_dataset
+    from ..distill.base import parse_term_options
     from ..train.distributed import Distribution, require_amp
     from ..train.loop import TrainConfig, fit, setup_logging
+    from ..train.run import build_gankd_run, build_plain_run, contexts
 
     _check_args(args)
     dist = Distribution(args.kvstore, args.horovod)
@@ -249,8 +261,9 @@ def train_from_args(args, distill):
                               teacher_params=args.teacher_params, adapt=args.adapt,
                               head=args.head, distill=split_list(args.distill, '--distill'),
                               distill_weights=weights, det_weight=args.det_weight,
-                              hint_connector=args.hint_connector, **gan_options(args),
-                              **common)
+                              hint_connector=args.hint_connector,
+                              distill_options=parse_term_options(args.distill_options),
+                              **gan_options(args), **common)
     else:
         run = build_plain_run(args.network, args.data_shape, classes, ctx, **common)
     # Recorded beside every params file, so eval_voc.py needs no flags.
@@ -270,13 +283,12 @@ def train_from_args(args, distill):
     if dist.num_workers > 1:
         logger.info('worker {} of {}: reads 1/{} of the training set'.format(
             dist.rank, dist.num_workers, dist.num_workers))
-    anchors = train_anchors(run, args.data_shape)
-    train_data = train_loader(train_set, anchors, args.data_shape, args.batch_size,
-                              args.num_workers, augment=args.augment,
-                              num_parts=dist.num_workers, part_index=dist.rank,
-                              seed=args.seed)
-    val_data = (val_loader(val_set, args.data_shape, args.batch_size, args.num_workers)
-                if dist.is_chief else None)
+    train_data = run.family.train_loader(train_set, run, args.data_shape, args.batch_size,
+                                         args.num_workers, augment=args.augment,
+                                         num_parts=dist.num_workers, part_index=dist.rank,
+                                         seed=args.seed)
+    val_data = (run.family.val_loader(val_set, args.data_shape, args.batch_size,
+                                      args.num_workers) if dist.is_chief else None)
     cfg = TrainConfig(epochs=args.epochs, gan_epochs=getattr(args, 'gan_epochs', None),
                       lr=args.lr, lr_decay=args.lr_decay, lr_decay_epoch=args.lr_decay_epoch,
                       log_interval=args.log_interval, save_prefix=prefix,

@@ -1,4 +1,5 @@
-"""COCO-format detection: GluonCV's ``COCODetection`` and ``COCODetectionMetric``, adapted.
+"""COCO-format datasets: GluonCV's ``COCODetection``, adapted (the metric is
+:class:`gankd.eval.metrics.COCOMetric`).
 
 Two layouts are read by the same code:
 
@@ -8,30 +9,19 @@ Two layouts are read by the same code:
 * the synthetic generator's ``--coco-json`` output: ``ROOT/annotations/instances_train.json``
   and ``ROOT/annotations/instances_test.json`` whose ``file_name`` is relative to ``ROOT``
   (the JPEGs stay in ``ROOT/VOC2007/JPEGImages/``, shared with the VOC annotations).
-
-The metric is COCO's AP averaged over IoU 0.50:0.05:0.95 (the headline number, last) and
-AP at IoU 0.5, computed by pycocotools exactly as GluonCV's ``train_ssd.py`` does for COCO.
 """
 import contextlib
 import io
 import os
-import shutil
-import tempfile
-import weakref
 
-import numpy as np
 from gluoncv.data import COCODetection
-from gluoncv.utils.metrics.coco_detection import COCODetectionMetric
 
-from .voc import BOX_TOLERANCE, val_loader
-from .check import check_dataset, count_without_objects
-from ..detectors.detector import load_detector
-from ..train.loop import evaluate
+from .voc import BOX_TOLERANCE
+from .check import count_without_objects
 from ..errors import GankdError
 
 __all__ = ['COCO_SPLITS', 'SYNTHETIC_SPLITS', 'COCOLayoutDetection', 'coco_dataset',
-           'coco_datasets', 'default_splits', 'COCOMetric', 'evaluate_coco_params',
-           'format_table']
+           'coco_datasets', 'default_splits']
 
 #: (train, val) annotation names of MS COCO 2017.
 COCO_SPLITS = ('instances_train2017', 'instances_val2017')
@@ -237,161 +227,3 @@ def coco_datasets(root, train_split=None, val_split=None):
         raise GankdError('{} and {} list different categories: {} vs {}'.format(
             train._anno_file, val._anno_file, train.classes, val.classes))
     return train, val, val.classes
-
-
-def _remove_dir(path, owner_pid):
-    # Data-loader workers forked from the owner hold a copy of the metric; only the
-    # process that made the folder removes it.
-    if os.getpid() == owner_pid:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-class COCOMetric(COCODetectionMetric):
-    """GluonCV's COCO metric with the interface of :func:`gankd.train.loop.evaluate`.
-
-    ``update`` is GluonCV's: detections arrive per device in the network's input
-    coordinates, one row per image in dataset order, and are scaled back to each image's
-    size in the annotation file (the SSD validation transform resizes to a square
-    ``data_shape`` without keeping the aspect ratio, so one scale per axis is exact).
-    The ground-truth arguments are ignored: pycocotools reads the ground truth from the
-    dataset's annotation file.
-
-    Parameters
-    ----------
-    dataset : COCOLayoutDetection
-        The validation set, with every image kept (``coco_datasets``' second value).
-    data_shape : int or (int, int)
-        Network input size; an int is a square, a pair is ``(height, width)``.
-    score_thresh : float
-        Detections below this score are not scored (GluonCV's default).
-
-    Notes
-    -----
-    ``get()`` returns the names ``[*class names, 'AP50', 'mAP']``: per-class AP at
-    IoU 0.50:0.95, AP at IoU 0.5, then AP at IoU 0.50:0.95 (COCO's headline number, last
-    so that training keeps the parameters that maximise it).  All values are fractions
-    in [0, 1] (NaN for a class without ground truth), over all areas, 100 detections per
-    image.  The detections JSON pycocotools reads goes to a private temporary folder,
-    removed after each ``get()`` (the file) and with the metric (the folder).
-    """
-
-    def __init__(self, dataset, data_shape, score_thresh=0.05):
-        if not isinstance(dataset, COCODetection):
-            raise GankdError('COCOMetric needs a COCO dataset (gankd.data.coco.coco_datasets), '
-                             'got {}'.format(type(dataset).__name__))
-        if isinstance(data_shape, (int, np.integer)):
-            data_shape = (int(data_shape), int(data_shape))
-        data_shape = tuple(int(s) for s in data_shape)
-        num_ids = len(dataset.coco.getImgIds())
-        if len(dataset) != num_ids:
-            # Otherwise detections would silently be paired with the wrong images.
-            raise GankdError('{} has {} of the {} images of its annotation file; evaluate on '
-                             'a set that keeps images without boxes (coco_datasets\' '
-                             'validation set)'.format(dataset, len(dataset), num_ids))
-        self._tmpdir = tempfile.mkdtemp(prefix='gankd_coco_')
-        # Removes the folder when the metric is collected, or at interpreter exit.
-        self._finalizer = weakref.finalize(self, _remove_dir, self._tmpdir, os.getpid())
-        super(COCOMetric, self).__init__(
-            dataset, os.path.join(self._tmpdir, 'detections'), use_time=False, cleanup=False,
-            score_thresh=score_thresh, data_shape=data_shape)
-
-    def get(self):
-        """Run pycocotools on the detections collected since ``reset()``.
-
-        Returns
-        -------
-        (list of str, list of float)
-            ``[*classes, 'AP50', 'mAP']`` and their values.
-        """
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' progress prints
-                coco_eval = self._update()
-        finally:
-            if os.path.exists(self._filename):
-                os.remove(self._filename)
-        params = coco_eval.params
-        # precision: (IoU thresholds, recall points, classes, area ranges, max detections);
-        # -1 marks a class without ground truth.
-        area = list(params.areaRngLbl).index('all')
-        max_dets = list(params.maxDets).index(100)
-        precision = coco_eval.eval['precision'][:, :, :, area, max_dets]
-        iou50 = int(np.argmin(np.abs(params.iouThrs - 0.5)))
-
-        def mean(p):
-            p = p[p > -1]
-            return float(np.mean(p)) if p.size else float('nan')
-
-        names = list(self.dataset.classes) + ['AP50', 'mAP']
-        values = [mean(precision[:, :, k]) for k in range(precision.shape[2])]
-        values += [mean(precision[iou50]), mean(precision)]
-        return names, values
-
-    def cleanup(self):
-        """Remove the temporary folder now (it is also removed with the metric)."""
-        self._finalizer()
-
-
-def evaluate_coco_params(params, dataset_root, ctx, batch_size=8, num_workers=0, split=None,
-                         progress=False, check=True):
-    """COCO AP of the detector in ``params`` (rebuilt from the JSON beside it).
-
-    Parameters
-    ----------
-    params : str
-        Params file written by training (``save_detector``).
-    dataset_root : str
-        COCO-layout root (see :func:`coco_datasets`).
-    ctx : list of mxnet.Context
-    batch_size, num_workers : int
-    split : str or None
-        Annotation name; None is ``instances_val2017`` (or the synthetic ``instances_test``).
-    progress : bool
-    check : bool
-        First check that every image exists, decodes and has its annotated size
-        (:func:`gankd.data.check.check_dataset`).
-
-    Returns
-    -------
-    dict
-        ``{'params', 'name', 'split', 'num_images', 'per_class': {class: AP}, 'AP50',
-        'mAP'}``; ``mAP`` is AP at IoU 0.50:0.95.
-    """
-    meta, backbone, head = load_detector(params, ctx[0] if len(ctx) == 1 else ctx)
-    cfg = meta['ssd' if meta['kind'] == 'ssd' else 'teacher']
-    val_set = coco_dataset(dataset_root, split, train=False)
-    if check:
-        check_dataset(val_set)
-    classes = val_set.classes
-    if [c.lower() for c in cfg['classes']] != [c.lower() for c in classes]:
-        # The head's class ids would be scored as the wrong categories.
-        raise GankdError('{} detects {} classes ({}) but {} has {} ({})'.format(
-            params, len(cfg['classes']), ', '.join(cfg['classes']), val_set._anno_file,
-            len(classes), ', '.join(classes)))
-    data_shape = cfg['data_shape']
-    backbone.hybridize(static_alloc=True)
-    head.hybridize(static_alloc=True)
-    metric = COCOMetric(val_set, data_shape)
-    try:
-        names, values = evaluate(backbone, head,
-                                 val_loader(val_set, data_shape, batch_size, num_workers),
-                                 ctx, classes, progress=progress, metric=metric)
-    finally:
-        metric.cleanup()
-    return {'params': os.path.abspath(params), 'name': meta.get('name'),
-            'split': os.path.basename(val_set._anno_file)[:-len('.json')],
-            'num_images': len(val_set),
-            'per_class': {n: float(v) for n, v in zip(names[:-2], values[:-2])},
-            'AP50': float(values[-2]), 'mAP': float(values[-1])}
-
-
-def format_table(result):
-    """Per-class AP@[.5:.95] table, then the ``AP50=`` line, then the ``mAP=`` line."""
-    width = max(len(c) for c in list(result['per_class']) + ['class'])
-    lines = ['{}  {}'.format('class'.ljust(width), 'AP[.5:.95]'),
-             '{}  {}'.format('-' * width, '----------')]
-    lines += ['{}  {:.4f}'.format(c.ljust(width), ap) for c, ap in result['per_class'].items()]
-    lines.append('{} ({} images of {})'.format(result['name'], result['num_images'],
-                                               result['split']))
-    lines.append('AP50={:.4f}'.format(result['AP50']))
-    lines.append('mAP={:.4f}'.format(result['mAP']))
-    return '\n'.join(lines)

@@ -1,9 +1,10 @@
 """Detectors as saved and loaded: params file plus a JSON file naming the architecture.
 
-Two kinds exist. ``ssd``: a plain GluonCV SSD from a preset (teachers, baselines); its
-params file is a normal GluonCV SSD file. ``student``: a :class:`StudentBackbone` in
-front of an :class:`SSDHead` (a GAN-KD student). Either way ``load_detector`` rebuilds
-it from the JSON beside the params file, so evaluation needs nothing else.
+The JSON names the detector's family (``family``; files from before families are SSDs)
+and its ``kind``: ``ssd``, a plain detector from a preset (teachers, baselines), whose
+params file is a normal GluonCV file; or ``student``, a student backbone in front of the
+teacher's head. ``load_detector`` rebuilds either from the JSON through its family, so
+evaluation needs nothing else.
 """
 import json
 import os
@@ -12,20 +13,20 @@ import mxnet as mx
 from mxnet.gluon import HybridBlock
 
 from ..errors import GankdError
-from .ssd.model import build_ssd, load_params_strict, split_ssd
-from .ssd.student import build_student
 
-__all__ = ['Detector', 'meta_path', 'save_detector', 'load_detector', 'build_from_meta']
+__all__ = ['Detector', 'meta_path', 'save_detector', 'load_detector', 'build_from_meta',
+           'load_params_strict']
 
 
 class Detector(HybridBlock):
-    """A backbone in front of an SSD head: ``head(backbone(x))``.
+    """A backbone in front of a head: ``head(backbone(x))`` (a student detector).
 
     Parameters
     ----------
     backbone : HybridBlock
         Returns the list of feature maps.
-    head : gankd.detectors.ssd.model.SSDHead
+    head : HybridBlock
+        The family's head (e.g. :class:`gankd.detectors.ssd.model.SSDHead`).
     """
 
     def __init__(self, backbone, head, **kwargs):
@@ -56,26 +57,58 @@ def save_detector(params_file, block, meta):
     os.replace(tmp, meta_path(params_file))
 
 
+def load_params_strict(block, filename, ctx=mx.cpu(), what='model'):
+    """Load a ``.params`` file, naming the first parameter that does not fit.
+
+    GluonCV's own loader reports a shape mismatch deep inside MXNet; this checks names
+    and shapes first so the user learns which weights and which model disagree.
+
+    Parameters
+    ----------
+    block : mxnet.gluon.Block
+        An initialised block (shapes known).
+    filename : str
+    ctx : mxnet.Context or list of mxnet.Context
+    what : str
+        How to call the model in the error message.
+    """
+    if not os.path.isfile(filename):
+        raise GankdError('params file not found: {}'.format(filename))
+    try:
+        loaded = mx.nd.load(filename)
+    except mx.base.MXNetError:
+        raise GankdError('{} is not a readable MXNet params file'.format(filename)) from None
+    if not isinstance(loaded, dict):
+        raise GankdError('{} holds no named parameters'.format(filename))
+    loaded = {k.split(':', 1)[-1]: v for k, v in loaded.items()}
+    params = block._collect_params_with_prefix()
+    for name, param in params.items():
+        if name not in loaded:
+            raise GankdError('{} does not fit the {}: parameter {} is missing from the file'
+                             .format(filename, what, name))
+        file_shape, model_shape = tuple(loaded[name].shape), tuple(param.shape)
+        if file_shape != model_shape:
+            raise GankdError('{} does not fit the {}: parameter {} has shape {} in the file '
+                             'but {} in the model'.format(filename, what, name, file_shape,
+                                                          model_shape))
+    extra = sorted(set(loaded) - set(params))
+    if extra:
+        raise GankdError('{} does not fit the {}: the file has parameter {} which the model '
+                         'lacks'.format(filename, what, extra[0]))
+    block.load_parameters(filename, ctx=ctx)
+
+
 def build_from_meta(meta, ctx=mx.cpu()):
-    """Build an initialised detector described by ``meta`` (random weights).
+    """Build an initialised detector described by ``meta`` (random weights), through its
+    family (:meth:`gankd.detectors.family.DetectorFamily.from_description`).
 
     Returns
     -------
-    (Block, HybridBlock, SSDHead)
+    (Block, HybridBlock, HybridBlock)
         The block whose params are saved, its backbone and its head.
     """
-    if meta.get('kind') == 'ssd':
-        net = build_ssd(ctx=ctx, **meta['ssd'])
-        backbone, head = split_ssd(net)
-        return net, backbone, head
-    if meta.get('kind') == 'student':
-        # The student's head has the teacher's architecture; its weights come from the file.
-        _, head = split_ssd(build_ssd(ctx=ctx, **meta['teacher']))
-        backbone = build_student(meta['student'], meta['teacher']['data_shape'],
-                                 meta['teacher_shapes'], adapt=meta.get('adapt', 'mismatch'),
-                                 teacher_name=meta['teacher']['base'], ctx=ctx)
-        return Detector(backbone, head), backbone, head
-    raise GankdError('unknown detector kind {!r} in its JSON file'.format(meta.get('kind')))
+    from .family import family_of
+    return family_of(meta).from_description(meta, ctx)
 
 
 def load_detector(params_file, ctx=mx.cpu()):

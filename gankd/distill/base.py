@@ -1,23 +1,27 @@
-"""Distillation terms: how teacher and student are compared.
+"""Distillation terms: what each compares, what it needs, and how terms are registered.
 
-The training loop captures, per device, the teacher's maps, the (adapted) student's maps
-and the head's predictions in a :class:`Captures`; each term turns those into a loss
-that is added to the detection loss. A new method is a new :class:`DistillTerm`
-subclass, not a new loop. GAN-KD is :class:`AdversarialTerm`: it owns the six critics
-and trains them in :meth:`DistillTerm.prepare`, before the student step.
+The training loop captures, per device, the student's (adapted) maps, the teacher's maps
+and the head's predictions in a :class:`Captures`; each term turns those into a loss that
+is added to the detection loss. A new method is one :class:`DistillTerm` subclass and one
+``@register_term('name')`` line, not a new loop: the term declares what it needs
+(:attr:`DistillTerm.needs`), the loop provides only that, and the term names its own
+logged losses (:attr:`DistillTerm.log_names`). Its options (temperature, margin, ...)
+are its constructor's keyword arguments named in :attr:`DistillTerm.options`, reachable
+from the command line as ``--distill-options TERM.OPTION=VALUE``.
 """
+import importlib
+import inspect
 from dataclasses import dataclass
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
-import mxnet as mx
-from mxnet import autograd
-
-from .critics import CRITIC_NORMS, CriticSet, trainable
-from .critic_losses import build_critic_loss
-from ..train.distributed import Distribution, backward
 from ..errors import GankdError
 
-__all__ = ['Captures', 'DistillTerm', 'AdversarialTerm']
+__all__ = ['Captures', 'DistillTerm', 'DistillContext', 'TERMS', 'register_term',
+           'build_terms', 'term_names', 'term_options', 'parse_term_options', 'TEACHER_MAPS', 'TEACHER_PREDICTIONS']
+
+#: What a term can need besides the student's maps and predictions.
+TEACHER_MAPS = 'teacher_maps'
+TEACHER_PREDICTIONS = 'teacher_predictions'
 
 
 @dataclass
@@ -29,26 +33,55 @@ class Captures:
     student_maps : list of NDArray
         The student's (adapted) maps, recorded for autograd.
     teacher_maps : list of NDArray or None
-        The frozen teacher's maps (no gradient), None when no term needs the teacher.
+        The frozen teacher's maps (no gradient), None when no term needs them.
     fraction : float
         This device's share of the batch; per-device means times ``fraction`` sum to the
         batch mean.
-    cls_preds, box_preds, anchors, cls_targets, box_targets : NDArray or None
-        Head outputs and SSD targets, filled in for the student step.
-    teacher_cls_preds, teacher_box_preds : NDArray or None
-        The frozen teacher head's raw predictions on the teacher's maps (no gradient),
-        filled in when a term sets ``needs_teacher_preds``.
+    targets : object
+        This device's targets, as the detector family's loader made them (opaque).
+    predictions : list of gankd.detectors.family.Predictions or None
+        The student head's training-mode outputs per stage, recorded; filled in for the
+        student step.
+    teacher_predictions : list of gankd.detectors.family.Predictions or None
+        The frozen teacher head on the teacher's maps, with the student's candidates (no
+        gradient); filled in when a term needs ``teacher_predictions``.
+    family : gankd.detectors.family.DetectorFamily or None
+        The detector family, for terms that run a head (crosshead, di).
     """
     student_maps: List[Any]
     teacher_maps: Optional[List[Any]]
     fraction: float
-    cls_preds: Any = None
-    box_preds: Any = None
-    anchors: Any = None
-    cls_targets: Any = None
-    box_targets: Any = None
-    teacher_cls_preds: Any = None
-    teacher_box_preds: Any = None
+    targets: Any = None
+    predictions: Optional[List[Any]] = None
+    teacher_predictions: Optional[List[Any]] = None
+    family: Any = None
+
+
+@dataclass
+class DistillContext:
+    """What a term may be built from (:meth:`DistillTerm.from_context`).
+
+    Attributes
+    ----------
+    teacher_shapes : list of tuple
+        ``(C, H, W)`` of the teacher's maps, per level.
+    ctx : list of mxnet.Context
+    teacher_head : HybridBlock or None
+        The teacher's head, frozen.
+    family : gankd.detectors.family.DetectorFamily or None
+    distribution : gankd.train.distributed.Distribution or None
+        How gradients are aggregated (terms with a Trainer of their own).
+    amp : module or None
+    sync_devices : int
+        SyncBatchNorm over this many devices inside a term's blocks (``--syncbn``).
+    """
+    teacher_shapes: List[Any]
+    ctx: List[Any]
+    teacher_head: Any = None
+    family: Any = None
+    distribution: Any = None
+    amp: Any = None
+    sync_devices: int = 1
 
 
 class DistillTerm(object):
@@ -57,14 +90,22 @@ class DistillTerm(object):
     Attributes
     ----------
     name : str
-        The name of the loss in logs and history.
+        The name of the term's loss in logs and history.
+    key : str
+        The name it is registered under (``--distill``), set by :func:`register_term`.
+    needs : tuple of str
+        What the loop must provide besides the student's maps and predictions:
+        :data:`TEACHER_MAPS` (the teacher backbone runs) and/or
+        :data:`TEACHER_PREDICTIONS` (the frozen teacher head runs on the teacher's maps,
+        with the student's candidates).
+    needs_teacher_head : bool
+        Whether the term runs the teacher's head itself (it gets it from the context).
+    log_names : tuple of str
+        The names the term logs, in their order in the log line (default: ``name``).
+    options : tuple of str
+        Constructor keywords reachable as ``--distill-options KEY.OPTION=VALUE``.
     weight : float
         Multiplies :meth:`loss` in the student objective.
-    needs_teacher : bool
-        Whether the teacher backbone must run for this term.
-    needs_teacher_preds : bool
-        Whether the loop must also run the frozen teacher head on the teacher's maps
-        (fills ``Captures.teacher_cls_preds`` / ``teacher_box_preds``).
     warmup : int
         Over the run's first ``warmup`` iterations ``weight`` rises linearly from 0 (at
         iteration 0) to its full value (from iteration ``warmup`` on); 0 is no warm-up.
@@ -74,13 +115,22 @@ class DistillTerm(object):
         continues it; None (outside the loop) is the full weight.
     """
     name = 'distill'
-    needs_teacher = True
-    needs_teacher_preds = False
+    key = None
+    needs = (TEACHER_MAPS,)
+    needs_teacher_head = False
+    log_names = ()
+    options = ()
 
     def __init__(self, weight=1.0, warmup=0):
         self.weight = weight
         self.warmup = int(warmup)
         self.iteration = None
+
+    @classmethod
+    def from_context(cls, context, weight=1.0, **options):
+        """Build the term for a run (:class:`DistillContext`) with the given options; a
+        term that needs the teacher's shapes, devices or head overrides this."""
+        return cls(weight=weight, **options)
 
     @property
     def weight(self):
@@ -93,6 +143,18 @@ class DistillTerm(object):
     def weight(self, value):
         self._weight = value
 
+    @property
+    def needs_teacher(self):
+        return TEACHER_MAPS in self.needs
+
+    @property
+    def needs_teacher_preds(self):
+        return TEACHER_PREDICTIONS in self.needs
+
+    def logged_names(self):
+        """The names this term logs, in order."""
+        return tuple(self.log_names) or (self.name,)
+
     def set_iteration(self, iteration):
         """Called by the loop before every iteration with the run's iteration count."""
         self.iteration = iteration
@@ -101,6 +163,10 @@ class DistillTerm(object):
         """Work before the student step (e.g. critic updates). Returns loss NDArrays to
         log, by name; values are per-device lists summed over devices."""
         return {}
+
+    def summarize(self, values):
+        """Derived values to log, from this iteration's host-side ``values`` (e.g. the
+        critics' Wasserstein estimate); updates ``values`` in place."""
 
     def loss(self, cap):
         """The term's loss on one device (mean over that device's images), recorded."""
@@ -114,6 +180,10 @@ class DistillTerm(object):
         ``SSDMultiBoxLoss`` does) overrides this instead of :meth:`loss`.
         """
         return [self.loss(cap) * cap.fraction for cap in captures]
+
+    def description(self):
+        """The term's settings, recorded in the JSON beside the student's params."""
+        return {}
 
     def student_params(self):
         """Parameters the term adds to the student's side (e.g. a 1x1 connector), trained
@@ -129,143 +199,122 @@ class DistillTerm(object):
         return {}
 
 
-class AdversarialTerm(DistillTerm):
-    """GAN-KD: per-level critics tell teacher maps from student maps.
+#: Registered terms: ``--distill`` name -> DistillTerm subclass, in registration order.
+TERMS: Dict[str, type] = {}
 
-    Critic step (``n_critic`` times, student maps detached): the variant's objective
-    (:mod:`gankd.distill.critic_losses`, ``--critic``), plus its penalty if it has one, then its
-    constraint (e.g. clipping). The published one, ``wgan-clip``, is
-    ``L_D = sum over levels [mean D(teacher) - mean D(student)]``, then every critic weight
-    is clipped to ``[-clip, clip]``; its student term is ``sum over levels
-    mean D(student)``. The loop multiplies the student term by ``weight``
-    (``--adv-weight``), ramped up over ``warmup`` iterations (``--adv-warmup``).
+
+def register_term(key):
+    """Class decorator: make a :class:`DistillTerm` available as ``--distill key``."""
+    def register(cls):
+        if key in TERMS and TERMS[key] is not cls:
+            raise GankdError('distillation term {!r} is registered twice'.format(key))
+        cls.key = key
+        TERMS[key] = cls
+        return cls
+    return register
+
+
+def _load_builtin():
+    # Importing the modules registers their terms.
+    for module in ('adversarial', 'feature', 'prediction'):
+        importlib.import_module('.' + module, __package__)
+
+
+def term_names():
+    """The registered term names, in registration order."""
+    _load_builtin()
+    return tuple(TERMS)
+
+
+def _cast_like(value, default, what):
+    """A command-line string cast to the type of the option's default."""
+    if not isinstance(value, str):
+        return value
+    try:
+        if isinstance(default, bool) or default is None and value.lower() in (
+                'true', 'false', 'none'):
+            return {'true': True, 'false': False, 'none': None}[value.lower()]
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+    except (KeyError, ValueError):
+        raise GankdError('{} takes a {}, got {!r}'.format(
+            what, type(default).__name__, value)) from None
+    return value
+
+
+def term_options(cls, given):
+    """Check ``given`` (option -> value, values possibly strings) against the options a
+    term class declares, cast to the types of their defaults."""
+    defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()}
+    unknown = sorted(set(given) - set(cls.options))
+    if unknown:
+        raise GankdError('distillation term {!r} has no option {!r}; its options: {}'.format(
+            cls.key, unknown[0], ', '.join(cls.options) or 'none'))
+    return {k: _cast_like(v, defaults.get(k), '{}.{}'.format(cls.key, k))
+            for k, v in given.items()}
+
+
+def parse_term_options(items):
+    """``['soft.temperature=2', 'bounded.margin=0.1']`` -> ``{'soft': {'temperature': '2'},
+    'bounded': {'margin': '0.1'}}`` (values are cast when the terms are built)."""
+    out = {}
+    for item in items or ():
+        name, eq, value = item.partition('=')
+        term, dot, option = name.strip().partition('.')
+        if not eq or not dot or not term or not option:
+            raise GankdError('--distill-options takes TERM.OPTION=VALUE, got {!r}'.format(item))
+        out.setdefault(term, {})[option] = value.strip()
+    return out
+
+
+def build_terms(names, weights, context, options=None):
+    """The distillation terms named on the command line, in the given order.
 
     Parameters
     ----------
-    shapes : list of tuple
-        ``(C, H, W)`` of the teacher's maps.
-    ctx : list of mxnet.Context
-    weight : float
-        ``--adv-weight``.
-    lr : float
-        Adam learning rate of the critics (``--lr-d``).
-    beta1 : float
-    clip : float
-        Weight clipping bound (``--clip``; ``wgan-clip`` only).
-    n_critic : int
-        Critic steps per iteration (``--n-critic``).
-    kvstore : str
-    width : int
-        Channels of each critic's first layer.
-    input_norm : {'rms', 'channel', 'none'} or bool
-        ``--critic-norm``: divide each level by the RMS of the teacher's maps on the first
-        batch, standardise each channel with the teacher's mean and std on the first
-        batch, or feed the raw maps (see :class:`CriticSet`). True is ``'rms'``, False
-        ``'none'``.
-    critic_bn : bool or None
-        BatchNorm inside the critics (see :class:`FeatureCritic`); None is the variant's
-        default (on for ``wgan-clip`` and ``lsgan``, off for ``wgan-gp`` and ``hinge-sn``).
-    sync_devices : int
-        SyncBatchNorm over this many devices inside the critics (``--syncbn``).
-    distribution : gankd.train.distributed.Distribution or None
-        Makes the critics' Trainer and averages the input statistics over workers; None is
-        one machine with ``kvstore``.
-    amp : module or None
-        ``mxnet.contrib.amp`` when training in mixed precision (``--amp``).
-    critic : str
-        ``--critic``, a name of :data:`gankd.distill.critic_losses.CRITICS`.
-    gp_weight : float
-        ``--gp-weight`` (``wgan-gp`` only).
-    levels : list of int or None
-        ``--critic-levels``: the levels with a critic; None is all.
-    warmup : int
-        ``--adv-warmup`` (see :class:`DistillTerm`).
+    names : list of str
+        Registered names (:data:`TERMS`), each at most once.
+    weights : list of float
+        One weight per name.
+    context : DistillContext
+    options : dict or None
+        Term name -> {option: value}; values may be strings from the command line.
+
+    Returns
+    -------
+    list of DistillTerm
     """
-    name = 'Loss_G'
-
-    def __init__(self, shapes, ctx, weight=1.0, lr=5e-4, beta1=0.5, clip=0.03, n_critic=1,
-                 kvstore='device', width=64, input_norm=True, critic_bn=None, sync_devices=1,
-                 distribution=None, amp=None, critic='wgan-clip', gp_weight=10.0,
-                 levels=None, warmup=0):
-        super(AdversarialTerm, self).__init__(weight, warmup=warmup)
-        if input_norm is True or input_norm is False:
-            input_norm = 'rms' if input_norm else 'none'
-        if input_norm not in CRITIC_NORMS:
-            raise GankdError('critic norm must be one of {}, got {!r}'.format(
-                ', '.join(CRITIC_NORMS), input_norm))
-        self.clip, self.n_critic, self.input_norm = clip, n_critic, input_norm
-        self.critic_loss = build_critic_loss(critic, clip=clip, gp_weight=gp_weight)
-        self.critic_bn = self.critic_loss.batchnorm if critic_bn is None else bool(critic_bn)
-        self.critics = CriticSet(shapes, width=width, norm=self.critic_bn,
-                                 sync_devices=sync_devices, levels=levels,
-                                 channel_stats=input_norm == 'channel',
-                                 spectral_norm=self.critic_loss.spectral_norm)
-        # DCGAN/WGAN initialisation; it already lies inside the clipping range.
-        self.critics.initialize(mx.init.Normal(0.02), ctx=ctx)
-        if not self.critic_loss.spectral_norm:
-            # Spectral normalisation updates its vectors in place: imperative only.
-            self.critics.hybridize(static_alloc=True)
-        # Only the critics' weights are trained and clipped, not the input statistics,
-        # BatchNorm's running statistics or the power-iteration vectors.
-        self.weights = trainable(self.critics.levels.collect_params())
-        self.distribution = distribution or Distribution(kvstore)
-        self.amp = amp
-        self.trainer = self.distribution.trainer(self.weights, 'adam',
-                                                 {'learning_rate': lr, 'beta1': beta1})
-        if amp is not None:
-            amp.init_trainer(self.trainer)
-        self._calibration_checked = False
-        # Called after every critic step with the critics' ParameterDict (for tests and
-        # monitoring; e.g. a check that clipping holds).
-        self.step_hooks = []
-
-    def critic_losses(self, captures):
-        """The critics' per-device objectives (each device's mean times its share of the
-        batch, recorded) and the values to log (per-device lists): ``Loss_D_real`` and
-        ``Loss_D_fake``, the mean scores of teacher and student maps summed over levels,
-        and the penalty as ``Loss_D_penalty`` for a variant that has one. No gradient
-        reaches either network's maps."""
-        losses, real, fake = [], [], []
-        with autograd.record():
-            for cap in captures:
-                # Detached: a critic step trains the critics, never the networks.
-                d_real = self.critics([m.detach() for m in cap.teacher_maps])
-                d_fake = self.critics([m.detach() for m in cap.student_maps])
-                losses.append(self.critic_loss.critic(d_real, d_fake) * cap.fraction)
-                real.append(sum(s.mean() for s in d_real) * cap.fraction)
-                fake.append(sum(s.mean() for s in d_fake) * cap.fraction)
-            penalties = self.critic_loss.penalty(self.critics, captures)
-            if penalties is not None:
-                penalties = [p * cap.fraction for p, cap in zip(penalties, captures)]
-                losses = [l + p for l, p in zip(losses, penalties)]
-        logged = {'Loss_D_real': real, 'Loss_D_fake': fake}
-        if penalties is not None:
-            logged['Loss_D_penalty'] = penalties
-        return losses, logged
-
-    def prepare(self, captures):
-        if self.input_norm != 'none' and not self._calibration_checked:
-            # Statistics restored from a checkpoint are kept; fresh ones are measured once.
-            if not self.critics.is_calibrated():
-                self.critics.calibrate([c.teacher_maps for c in captures],
-                                       average=self.distribution.average)
-            self._calibration_checked = True
-        logged = {}
-        for _ in range(self.n_critic):
-            losses, logged = self.critic_losses(captures)
-            backward(losses, self.trainer, self.amp)
-            self.trainer.step(1)
-            self.critic_loss.after_step(self.weights)
-            for hook in self.step_hooks:
-                hook(self.weights)
-        # Logged values are those of the last critic step.
-        return logged
-
-    def loss(self, cap):
-        return self.critic_loss.student(self.critics(cap.student_maps))
-
-    def blocks(self):
-        return {'critics': self.critics}
-
-    def trainers(self):
-        return {'critics': self.trainer}
+    known = term_names()
+    names, weights = list(names), list(weights)
+    options = dict(options or {})
+    if len(names) != len(weights):
+        raise GankdError('{} distillation terms ({}) but {} weights; give one weight per '
+                         'term'.format(len(names), ','.join(names), len(weights)))
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise GankdError('unknown distillation term {!r}; choose from {}'.format(
+            unknown[0], ', '.join(known)))
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise GankdError('distillation term {!r} is given more than once'.format(repeated[0]))
+    stray = sorted(set(options) - set(names))
+    if stray:
+        raise GankdError('--distill-options names {!r}, which is not among --distill {}'.format(
+            stray[0], ','.join(names)))
+    try:
+        weights = [float(w) for w in weights]
+    except (TypeError, ValueError):
+        raise GankdError('distillation weights must be numbers, got {}'.format(
+            weights)) from None
+    bad = [w for w in weights if w != w or w in (float('inf'), float('-inf'))]
+    if bad:
+        raise GankdError('distillation weights must be finite, got {}'.format(bad[0]))
+    headless = [n for n in names if TERMS[n].needs_teacher_head]
+    if context.teacher_head is None and headless:
+        raise GankdError('distillation terms {} need the teacher head'.format(
+            ', '.join(headless)))
+    return [TERMS[n].from_context(context, weight=w,
+                                  **term_options(TERMS[n], options.get(n, {})))
+            for n, w in zip(names, weights)]

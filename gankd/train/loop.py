@@ -1,8 +1,10 @@
-"""The training engine: one function per epoch, one for evaluation, one to fit.
+"""The training loop: one step, one epoch, evaluation, and fitting with checkpoints.
 
-One loop serves plain SSD training and GAN-KD: a :class:`Run` with no distillation
-terms and no teacher is plain SSD training; with an :class:`AdversarialTerm` (and any
-other :class:`DistillTerm`) it is distillation.
+One loop serves every detector family and every distillation term. It asks the run's
+:class:`gankd.detectors.family.DetectorFamily` for everything family-specific (how a
+batch is put on the devices, the head's training outputs, the task loss, predictions for
+evaluation) and gives the terms (:class:`gankd.distill.DistillTerm`) only what they
+declare they need. A :class:`Run` without terms is plain detector training.
 """
 import json
 import logging
@@ -13,19 +15,19 @@ from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
 import mxnet as mx
-from mxnet import autograd, gluon
+from mxnet import autograd
 from tqdm import tqdm
 from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
 
 from .checkpoint import load_checkpoint, resolve_resume, save_checkpoint
 from ..detectors.detector import save_detector
-from ..distill.base import Captures
+from ..distill.base import TEACHER_MAPS, TEACHER_PREDICTIONS, Captures
 from .distributed import backward
 from ..errors import DivergenceError, GankdError
 from ..stopping import StopRequested, StopSignals, signal_name
 
-__all__ = ['Run', 'TrainConfig', 'split', 'train_one_epoch', 'evaluate', 'fit',
-           'learning_rate', 'TrainingInterrupted']
+__all__ = ['Run', 'TrainConfig', 'train_step', 'train_one_epoch', 'evaluate', 'fit',
+           'learning_rate', 'TrainingInterrupted', 'log_order']
 
 
 class TrainingInterrupted(GankdError):
@@ -44,21 +46,22 @@ class Run:
     Attributes
     ----------
     ctx : list of mxnet.Context
+    family : gankd.detectors.family.DetectorFamily
     backbone : HybridBlock
-        The trained backbone (student, or the SSD's own features).
-    head : gankd.detectors.ssd.model.SSDHead
+        The trained backbone (student, or the detector's own features).
+    head : HybridBlock
         The trained head.
     trainer : gluon.Trainer
         Steps backbone and head parameters.
     save_block : Block
-        The block whose params are the deliverable (SSD or Detector).
+        The block whose params are the deliverable (the detector, or a student Detector).
     meta : dict
         Architecture description written beside every params file.
     classes : list of str
     teacher : HybridBlock or None
         The frozen teacher backbone.
     terms : list of DistillTerm
-    teacher_head : SSDHead or None
+    teacher_head : HybridBlock or None
         The teacher's own head, frozen (terms that compare predictions use it).
     amp : module or None
         ``mxnet.contrib.amp`` when training in mixed precision.
@@ -68,6 +71,7 @@ class Run:
         feature-transfer control). Fine-tuning epochs always use 1.
     """
     ctx: List[Any]
+    family: Any
     backbone: Any
     head: Any
     trainer: Any
@@ -76,15 +80,9 @@ class Run:
     classes: List[str]
     teacher: Any = None
     terms: List[Any] = field(default_factory=list)
-    loss_fn: Any = None
     teacher_head: Any = None
     amp: Any = None
     det_weight: float = 1.0
-
-    def __post_init__(self):
-        if self.loss_fn is None:
-            from ..detectors.ssd.model import ssd_loss
-            self.loss_fn = ssd_loss()
 
     def blocks(self):
         blocks = {'model': self.save_block}
@@ -120,12 +118,6 @@ class TrainConfig:
     seed: int = 233
     progress: bool = False
     warmup_iters: int = 0
-
-
-def split(data, ctx, even=True):
-    """Split a batch over devices; with ``even=False`` a short batch uses fewer devices."""
-    ctx = ctx[:max(1, min(len(ctx), data.shape[0]))]
-    return gluon.utils.split_and_load(data, ctx_list=ctx, batch_axis=0, even_split=even)
 
 
 def learning_rate(cfg, epoch):
@@ -166,24 +158,27 @@ def _format(values):
     return ', '.join('{}={:.4f}'.format(k, v) for k, v in values.items())
 
 
-LOG_ORDER = ['Loss_D', 'Loss_D_real', 'Loss_D_fake', 'Loss_G', 'Loss_hint', 'Loss_soft',
-             'Loss_bounded', 'Loss_crosshead', 'Loss_di', 'Loss_cosine', 'CrossEntropy',
-             'SmoothL1']
+def log_order(run):
+    """The order of logged names: each term's own (in ``--distill`` order), then the
+    family's task losses; names nobody declared follow in the order they appeared."""
+    names = [n for t in run.terms for n in t.logged_names()] + list(run.family.loss_names)
+    return list(dict.fromkeys(names))
 
 
-def _ordered(values):
-    keys = [k for k in LOG_ORDER if k in values] + sorted(k for k in values if k not in LOG_ORDER)
+def _ordered(values, order):
+    keys = [k for k in order if k in values] + [k for k in values if k not in order]
     return {k: values[k] for k in keys}
 
 
 def train_step(run, batch, distill=True):
-    """One iteration: critic steps, then one student step. Returns host-side losses.
+    """One iteration: the terms' preparation (critic steps), then one student step.
+    Returns host-side losses.
 
     Parameters
     ----------
     run : Run
     batch : tuple of NDArray
-        ``(images, cls_targets, box_targets)`` on the CPU.
+        A batch of the family's training loader, on the CPU.
     distill : bool
         Whether the distillation terms are on (first stage) or off (fine-tuning).
 
@@ -191,22 +186,17 @@ def train_step(run, batch, distill=True):
     -------
     dict of str -> float
     """
-    xs, cls_t, box_t = [split(b, run.ctx) for b in batch]
-    total = float(batch[0].shape[0])
+    family = run.family
+    xs, targets = family.unpack(batch, run.ctx)
+    total = float(sum(x.shape[0] for x in xs))
     terms = run.terms if distill else []
-    need_teacher = any(t.needs_teacher for t in terms)
+    needs = {n for t in terms for n in t.needs}
     # The teacher runs outside autograd.record: no graph, no gradients, BN in inference.
-    t_maps = [run.teacher(x) for x in xs] if need_teacher else [None] * len(xs)
+    t_maps = [run.teacher(x) for x in xs] if TEACHER_MAPS in needs else [None] * len(xs)
     with autograd.record():
         s_maps = [run.backbone(x) for x in xs]
-    caps = [Captures(list(s), t, x.shape[0] / total) for s, t, x in zip(s_maps, t_maps, xs)]
-    if any(t.needs_teacher_preds for t in terms):
-        # Raw (training-mode) predictions; the SSD head has no BatchNorm, so this is the
-        # teacher's own output, without a graph.
-        with autograd.train_mode():
-            for cap in caps:
-                cap.teacher_cls_preds, cap.teacher_box_preds, _ = run.teacher_head(
-                    cap.teacher_maps)
+    caps = [Captures(list(s), t, x.shape[0] / total, targets=tg, family=family)
+            for s, t, x, tg in zip(s_maps, t_maps, xs, targets)]
     logged = {}
     for term in terms:
         for name, per_device in term.prepare(caps).items():
@@ -214,28 +204,34 @@ def train_step(run, batch, distill=True):
     # A second record scope continues the student graph recorded above, so the student
     # forward runs once per iteration although the critics were updated in between.
     with autograd.record():
-        for cap, ct, bt in zip(caps, cls_t, box_t):
-            cap.cls_preds, cap.box_preds, cap.anchors = run.head(cap.student_maps)
-            cap.cls_targets, cap.box_targets = ct, bt
-        sum_loss, cls_loss, box_loss = run.loss_fn(
-            [c.cls_preds for c in caps], [c.box_preds for c in caps], cls_t, box_t)
+        for cap in caps:
+            cap.predictions = family.forward_train(run.head, cap.student_maps, cap.targets)
+        if TEACHER_PREDICTIONS in needs:
+            # The frozen head's raw (training-mode) outputs on the student's candidates,
+            # without a graph.
+            with autograd.pause(train_mode=True):
+                for cap in caps:
+                    cap.teacher_predictions = family.reference_predictions(
+                        run.teacher_head, cap.teacher_maps, cap.predictions)
+        objectives, task_logged = family.task_loss([c.predictions for c in caps],
+                                                   [c.targets for c in caps])
         det_weight = run.det_weight if terms else 1.0
-        objectives = [det_weight * l.sum() for l in sum_loss]
+        objectives = [det_weight * o for o in objectives]
         for term in terms:
             parts = [term.weight * l for l in term.losses(caps)]
             objectives = [o + p for o, p in zip(objectives, parts)]
             logged[term.name] = sum(p.as_in_context(run.ctx[0]) for p in parts)
-    logged['CrossEntropy'] = sum(l.sum().as_in_context(run.ctx[0]) for l in cls_loss)
-    logged['SmoothL1'] = sum(l.sum().as_in_context(run.ctx[0]) for l in box_loss)
+    for name, per_device in task_logged.items():
+        logged[name] = sum(v.as_in_context(run.ctx[0]) for v in per_device)
     values = _scalars_to_host(logged)
-    if 'Loss_D_real' in values:
-        values['Loss_D'] = values['Loss_D_real'] - values['Loss_D_fake']
+    for term in terms:
+        term.summarize(values)
     bad = [k for k, v in values.items() if not math.isfinite(v)]
     if bad:
         # Raised before the student's update, so its weights stay the last good ones.
         raise DivergenceError('{} became {}'.format(bad[0], values[bad[0]]))
     backward(objectives, run.trainer, run.amp)
-    # SSDMultiBoxLoss and the terms are already normalised over the whole batch. In
+    # The task loss and the terms are already normalised over the whole batch. In
     # fine-tuning the terms are off, so their connectors (hint's 1x1 convs) get no
     # gradient: they stay as they are instead of failing as stale.
     run.trainer.step(1, ignore_stale_grad=not distill)
@@ -260,6 +256,8 @@ def train_one_epoch(run, loader, epoch, distill=True, log_interval=100, logger=N
     logger = logger or logging.getLogger('gankd')
     if stop is not None:
         stop.check()
+    order = log_order(run)
+    shown = run.family.loss_names[0]
     epoch_meter, interval_meter = MeanMeter(), MeanMeter()
     tic = btic = time.time()
     samples = interval_samples = 0
@@ -278,28 +276,35 @@ def train_one_epoch(run, loader, epoch, distill=True, log_interval=100, logger=N
         iteration += 1
         epoch_meter.update(values)
         interval_meter.update(values)
-        samples += batch[0].shape[0]
-        interval_samples += batch[0].shape[0]
+        samples += _batch_size(batch)
+        interval_samples += _batch_size(batch)
         if log_interval and (i + 1) % log_interval == 0:
             speed = interval_samples / max(time.time() - btic, 1e-9)
             logger.info('[Epoch {}][Batch {}], Speed: {:.3f} samples/sec, {}'.format(
-                epoch, i, speed, _format(_ordered(interval_meter.means()))))
+                epoch, i, speed, _format(_ordered(interval_meter.means(), order))))
             interval_meter.reset()
             btic, interval_samples = time.time(), 0
         if on_iteration is not None:
             on_iteration(iteration)
-        bar.set_postfix(CE='{:.3f}'.format(values['CrossEntropy']), refresh=False)
+        bar.set_postfix({shown: '{:.3f}'.format(values[shown])}, refresh=False)
         if stop is not None:
             stop.check()
-    return _ordered(epoch_meter.means()), iteration, samples / max(time.time() - tic, 1e-9)
+    return (_ordered(epoch_meter.means(), order), iteration,
+            samples / max(time.time() - tic, 1e-9))
 
 
-def evaluate(backbone, head, loader, ctx, classes, nms_thresh=0.45, nms_topk=400,
+def _batch_size(batch):
+    return batch[0].shape[0]
+
+
+def evaluate(family, backbone, head, loader, ctx, classes, nms_thresh=0.45, nms_topk=400,
              progress=False, metric=None, stop=None):
     """Detection metric over every image of ``loader`` (in order, none skipped).
 
     Parameters
     ----------
+    family : gankd.detectors.family.DetectorFamily
+        Puts a batch on the devices and predicts (:meth:`eval_inputs`, :meth:`predict`).
     metric : GluonCV-style detection metric or None
         ``update(bboxes, ids, scores, gt_bboxes, gt_ids, gt_difficults)`` / ``get()``,
         whose last value is the headline number; None is VOC07 11-point mAP at IoU 0.5.
@@ -315,23 +320,20 @@ def evaluate(backbone, head, loader, ctx, classes, nms_thresh=0.45, nms_topk=400
     if metric is None:
         metric = VOC07MApMetric(iou_thresh=0.5, class_names=classes)
     metric.reset()
-    mx.nd.waitall()  # predictions use the last step's BatchNorm statistics (gankd.train.checkpoint)
-    head.set_nms(nms_thresh=nms_thresh, nms_topk=nms_topk)
+    mx.nd.waitall()  # predictions use the last step's BatchNorm statistics (checkpoint.py)
+    family.set_nms(head, nms_thresh=nms_thresh, nms_topk=nms_topk)
     for batch in tqdm(loader, desc='evaluate', leave=False, disable=not progress):
         if stop is not None:
             stop.check()
-        data = split(batch[0], ctx, even=False)
-        labels = split(batch[1], ctx, even=False)
         det_bboxes, det_ids, det_scores, gt_bboxes, gt_ids, gt_difficults = [], [], [], [], [], []
-        for x, y in zip(data, labels):
-            ids, scores, bboxes = head(backbone(x))
-            det_ids.append(ids)
-            det_scores.append(scores)
-            det_bboxes.append(bboxes.clip(0, x.shape[2]))
-            gt_ids.append(y.slice_axis(axis=-1, begin=4, end=5))
-            gt_bboxes.append(y.slice_axis(axis=-1, begin=0, end=4))
-            gt_difficults.append(y.slice_axis(axis=-1, begin=5, end=6) if y.shape[-1] > 5
-                                 else None)
+        for x, boxes, ids, difficults in family.eval_inputs(batch, ctx):
+            pred_ids, pred_scores, pred_bboxes = family.predict(backbone, head, x)
+            det_ids.append(pred_ids)
+            det_scores.append(pred_scores)
+            det_bboxes.append(pred_bboxes)
+            gt_bboxes.append(boxes)
+            gt_ids.append(ids)
+            gt_difficults.append(difficults)
         metric.update(det_bboxes, det_ids, det_scores, gt_bboxes, gt_ids, gt_difficults)
     return metric.get()
 
@@ -488,9 +490,9 @@ def _train_and_validate(run, train_data, val_data, cfg, epoch, gan_epochs, count
                 .format(epoch, record['time'], speed, lr, _format(losses)))
     last_epoch = epoch + 1 == cfg.epochs
     if val_data is not None and ((epoch + 1) % max(cfg.val_interval, 1) == 0 or last_epoch):
-        names, values = evaluate(run.backbone, run.head, val_data, run.ctx, run.classes,
-                                 cfg.nms_thresh, cfg.nms_topk, progress=cfg.progress,
-                                 metric=metric, stop=stop)
+        names, values = evaluate(run.family, run.backbone, run.head, val_data, run.ctx,
+                                 run.classes, cfg.nms_thresh, cfg.nms_topk,
+                                 progress=cfg.progress, metric=metric, stop=stop)
         logger.info('[Epoch {}] Validation: \n{}'.format(epoch, '\n'.join(
             '{}={:.4f}'.format(k, v) for k, v in zip(names, values))))
         current = float(values[-1])

@@ -1,15 +1,18 @@
-"""Timing one GAN-KD iteration against the sum of its parts, on the same batch.
+"""Timing one distillation iteration against the sum of its parts, on the same batch.
 
-The parts are what an iteration cannot avoid: the student's forward and backward
-through the head (detection loss), the teacher backbone's forward, and the critics'
-forwards and backwards (``n_critic`` critic passes plus the student-side pass). What the
-iteration spends beyond their sum is overhead: optimiser updates, weight clipping, the
-one loss sync per iteration, copies between devices.
+The parts are what an iteration cannot avoid, each timed through the code the loop itself
+runs: the student's forward and backward through the head with the task loss, the
+teacher backbone's forward, and every term's own work (for GAN-KD the real critic step,
+:meth:`gankd.distill.DistillTerm.prepare`, with its update and constraint, plus the
+student-side pass through the critics). What the iteration spends beyond their sum is
+the loop's overhead: the student's optimiser update, copies between devices, the one
+loss sync per iteration.
 """
 from mxnet import autograd
 
-from .loop import split, train_step
 from ..deploy import median_seconds
+from ..distill.base import Captures
+from .loop import train_step
 
 __all__ = ['time_iteration_and_parts']
 
@@ -19,31 +22,31 @@ def _median(fn, repeats):
 
 
 def time_iteration_and_parts(run, batch, repeats=10):
-    """Median seconds of a full GAN-KD iteration and of each part alone.
+    """Median seconds of a full distillation iteration and of each part alone.
 
     Parameters
     ----------
     run : gankd.train.loop.Run
-        A GAN-KD run (with an :class:`AdversarialTerm`).
+        A distillation run (with at least one term).
     batch : tuple of NDArray
-        One training batch ``(images, cls_targets, box_targets)``.
+        One batch of the family's training loader.
     repeats : int
 
     Returns
     -------
     dict
-        Seconds for ``iteration`` and each part, ``sum_of_parts`` and ``ratio``.
+        Seconds for ``iteration`` and each part (``student_fwd_bwd``, ``teacher_fwd``,
+        ``terms``), ``sum_of_parts`` and ``ratio``.
     """
-    term = run.terms[0]
-    xs, cls_t, box_t = [split(b, run.ctx) for b in batch]
-    total = float(batch[0].shape[0])
+    family = run.family
+    xs, targets = family.unpack(batch, run.ctx)
+    total = float(sum(x.shape[0] for x in xs))
 
     def student_part():
         with autograd.record():
-            preds = [run.head(run.backbone(x)) for x in xs]
-            sum_loss, _, _ = run.loss_fn([p[0] for p in preds], [p[1] for p in preds],
-                                         cls_t, box_t)
-            objectives = [l.sum() for l in sum_loss]
+            preds = [family.forward_train(run.head, run.backbone(x), t)
+                     for x, t in zip(xs, targets)]
+            objectives, _ = family.task_loss(preds, targets)
         autograd.backward(objectives)
 
     def teacher_part():
@@ -53,27 +56,33 @@ def time_iteration_and_parts(run, batch, repeats=10):
     t_maps = [run.teacher(x) for x in xs]
     s_maps = [[m.detach() for m in run.backbone(x)] for x in xs]
 
-    def critic_part():
-        for _ in range(term.n_critic):
-            with autograd.record():
-                losses = [(sum(s.mean() for s in term.critics(t)) -
-                           sum(s.mean() for s in term.critics(s_))) * (x.shape[0] / total)
-                          for t, s_, x in zip(t_maps, s_maps, xs)]
-            autograd.backward(losses)
-        # The student-side pass: critics on student maps, gradients into the maps.
-        inputs = [[m.copy() for m in maps] for maps in s_maps]
-        for maps in inputs:
-            for m in maps:
+    def terms_part():
+        # Fresh leaves stand for the student's maps, so the terms' backward stops there.
+        caps = []
+        for s, t, x, tg in zip(s_maps, t_maps, xs, targets):
+            leaves = [m.copy() for m in s]
+            for m in leaves:
                 m.attach_grad()
+            caps.append(Captures(leaves, t, x.shape[0] / total, targets=tg, family=family))
+        for term in run.terms:
+            term.prepare(caps)
         with autograd.record():
-            adv = [sum(s.mean() for s in term.critics(maps)) for maps in inputs]
-        autograd.backward(adv)
+            if any(t.needs_teacher_preds or t.needs_teacher_head for t in run.terms):
+                for cap in caps:  # prediction-level terms compare the head's outputs
+                    cap.predictions = family.forward_train(run.head, cap.student_maps,
+                                                           cap.targets)
+            if any(t.needs_teacher_preds for t in run.terms):
+                with autograd.pause(train_mode=True):
+                    for cap in caps:
+                        cap.teacher_predictions = family.reference_predictions(
+                            run.teacher_head, cap.teacher_maps, cap.predictions)
+            losses = [l for term in run.terms for l in term.losses(caps)]
+        autograd.backward(losses)
 
     parts = {'student_fwd_bwd': _median(student_part, repeats),
              'teacher_fwd': _median(teacher_part, repeats),
-             'critics_fwd_bwd': _median(critic_part, repeats)}
+             'terms': _median(terms_part, repeats)}
     iteration = _median(lambda: train_step(run, batch, distill=True), repeats)
     total_parts = sum(parts.values())
-    result = dict(parts, iteration=iteration, sum_of_parts=total_parts,
-                  ratio=iteration / total_parts)
-    return result
+    return dict(parts, iteration=iteration, sum_of_parts=total_parts,
+                ratio=iteration / total_parts)

@@ -15,16 +15,15 @@ from mxnet import autograd
 from mxnet.gluon import HybridBlock
 from gluoncv.model_zoo.ssd.ssd import get_ssd
 
+from ...data.voc import VOC_CLASSES
 from ...errors import GankdError
+from ..detector import load_params_strict
 
 __all__ = ['FEATURE_LAYERS', 'VOC_CLASSES', 'ssd_config', 'build_ssd', 'SSDHead', 'ssd_loss',
            'split_ssd', 'fresh_head', 'copy_head', 'feature_shapes', 'load_params_strict',
            'zoo_params_file', 'build_teacher', 'init_from_scratch', 'cached_zoo_file',
            'require_pretrained_base']
 
-VOC_CLASSES = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat',
-               'chair', 'cow', 'diningtable', 'dog', 'horse', 'motorbike', 'person',
-               'pottedplant', 'sheep', 'sofa', 'train', 'tvmonitor')
 
 # Internal layers of each base network that become the first SSD levels (stride 16 and
 # 32); the remaining levels are added by GluonCV's FeatureExpander. These are the layers
@@ -319,47 +318,6 @@ def feature_shapes(backbone, data_shape, ctx=mx.cpu()):
     """Shapes ``(C, H, W)`` of the maps a backbone gives for one ``data_shape`` image."""
     maps = backbone(mx.nd.zeros((1, 3, data_shape, data_shape), ctx=ctx))
     return [tuple(m.shape[1:]) for m in maps]
-
-
-def load_params_strict(block, filename, ctx=mx.cpu(), what='model'):
-    """Load a ``.params`` file, naming the first parameter that does not fit.
-
-    GluonCV's own loader reports a shape mismatch deep inside MXNet; this checks names
-    and shapes first so the user learns which weights and which model disagree.
-
-    Parameters
-    ----------
-    block : mxnet.gluon.Block
-        An initialised block (shapes known).
-    filename : str
-    ctx : mxnet.Context or list of mxnet.Context
-    what : str
-        How to call the model in the error message.
-    """
-    if not os.path.isfile(filename):
-        raise GankdError('params file not found: {}'.format(filename))
-    try:
-        loaded = mx.nd.load(filename)
-    except mx.base.MXNetError:
-        raise GankdError('{} is not a readable MXNet params file'.format(filename)) from None
-    if not isinstance(loaded, dict):
-        raise GankdError('{} holds no named parameters'.format(filename))
-    loaded = {k.split(':', 1)[-1]: v for k, v in loaded.items()}
-    params = block._collect_params_with_prefix()
-    for name, param in params.items():
-        if name not in loaded:
-            raise GankdError('{} does not fit the {}: parameter {} is missing from the file'
-                             .format(filename, what, name))
-        file_shape, model_shape = tuple(loaded[name].shape), tuple(param.shape)
-        if file_shape != model_shape:
-            raise GankdError('{} does not fit the {}: parameter {} has shape {} in the file '
-                             'but {} in the model'.format(filename, what, name, file_shape,
-                                                          model_shape))
-    extra = sorted(set(loaded) - set(params))
-    if extra:
-        raise GankdError('{} does not fit the {}: the file has parameter {} which the model '
-                         'lacks'.format(filename, what, extra[0]))
-    block.load_parameters(filename, ctx=ctx)
 
 
 def cached_zoo_file(name):

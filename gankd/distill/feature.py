@@ -1,0 +1,147 @@
+"""Feature-level terms: the student's maps compared with the teacher's, level by level.
+
+* ``Loss_hint``, :class:`HintTerm`: Chen et al. 2017 hint learning (seeds 001, 003).
+* ``Loss_cosine``, :class:`CosineTerm`: GAN-KD's unpublished "cosine attention", with a
+  formula of this project's own.
+
+A term that needs a connector owns it as a Block; its parameters are returned by
+:meth:`DistillTerm.student_params` (so the student's Trainer trains them) and the block by
+:meth:`DistillTerm.blocks` (so checkpoints hold it).
+"""
+import mxnet as mx
+from mxnet.gluon import nn
+
+from ..detectors.ssd.model import MSRA
+from ..errors import GankdError
+from .base import DistillTerm, register_term
+
+__all__ = ['HintTerm', 'CosineTerm', 'HINT_CONNECTORS']
+
+
+HINT_CONNECTORS = ('1x1', 'none')
+
+
+@register_term('hint')
+class HintTerm(DistillTerm):
+    """Hint learning (FitNets), as adapted to detection by Chen et al. 2017 (seeds 001, 003).
+
+    Per level a 1x1 convolution (the adaptation layer) maps the student's map to the
+    teacher's, and the squared error to the teacher's map is averaged over its elements:
+    ``sum over levels mean((conv(s) - t) ** 2)``.
+
+    The connector exists on every level even when channels already match, because Chen et
+    al. found the adaptation layer itself important for the transfer. Where its input and
+    output channels agree it starts as the identity, so training starts from the plain
+    L2 hint and a student equal to the teacher has zero loss; elsewhere it is drawn
+    MSRA-style like the student's own adapters.
+
+    Parameters
+    ----------
+    shapes : list of tuple
+        ``(C, H, W)`` of the teacher's maps.
+    ctx : mxnet.Context or list of mxnet.Context
+    weight : float
+    student_channels : list of int or None
+        Channels of the student's maps; None means the teacher's (the maps in
+        :class:`Captures` are already adapted to the teacher's channels).
+    connector : {'1x1', 'none'}
+        ``--hint-connector``. ``'none'`` compares the maps the head receives with the
+        teacher's directly, ``mean((s - t) ** 2)``: only then does a student that
+        satisfies the hint give the teacher's head the teacher's own input. With a
+        trainable 1x1 connector the hint can be met by ``conv(s)`` alone (measured: a
+        student of the teacher's architecture, trained on hint alone into the teacher's
+        frozen head, brought ``conv(s)`` to the teacher's detection loss, 2.99 against
+        2.97, while ``s`` itself stayed at 6.30, its connectors 0.6 to 0.85 away from the
+        identity in relative norm).
+    """
+    name = 'Loss_hint'
+    options = ('connector',)
+
+    @classmethod
+    def from_context(cls, context, weight=1.0, **options):
+        return cls(context.teacher_shapes, context.ctx, weight=weight, **options)
+
+    def __init__(self, shapes, ctx, weight=1.0, student_channels=None, connector='1x1'):
+        super(HintTerm, self).__init__(weight)
+        out_channels = [int(s[0]) for s in shapes]
+        in_channels = list(student_channels) if student_channels else out_channels
+        if len(in_channels) != len(out_channels):
+            raise GankdError('HintTerm: {} student levels for {} teacher levels'.format(
+                len(in_channels), len(out_channels)))
+        if connector not in HINT_CONNECTORS:
+            raise GankdError('hint connector must be one of {}, got {!r}'.format(
+                ', '.join(HINT_CONNECTORS), connector))
+        if connector == 'none' and in_channels != out_channels:
+            raise GankdError('hint without connector needs the teacher\'s channels on every '
+                             'level; the student has {}, the teacher {}'.format(
+                                 in_channels, out_channels))
+        self.connectors = None
+        if connector == 'none':
+            return
+        self.connectors = nn.HybridSequential(prefix='hint_')
+        with self.connectors.name_scope():
+            for cin, cout in zip(in_channels, out_channels):
+                self.connectors.add(nn.Conv2D(cout, kernel_size=1, in_channels=cin,
+                                              weight_initializer=MSRA))
+        self.connectors.initialize(ctx=ctx)
+        for conv, cin, cout in zip(self.connectors, in_channels, out_channels):
+            if cin == cout:
+                conv.weight.set_data(mx.nd.eye(cout).reshape((cout, cout, 1, 1)))
+        self.connectors.hybridize(static_alloc=True)
+
+    def loss(self, cap):
+        # detach: the teacher is a fixed target even if its maps were recorded.
+        convs = self.connectors or [lambda s: s] * len(cap.student_maps)
+        return sum(mx.nd.square(conv(s) - t.detach()).mean()
+                   for conv, s, t in zip(convs, cap.student_maps, cap.teacher_maps))
+
+    def student_params(self):
+        return list(self.connectors.collect_params().values()) if self.connectors else []
+
+    def blocks(self):
+        return {'hint_connectors': self.connectors} if self.connectors else {}
+
+
+@register_term('cosine')
+class CosineTerm(DistillTerm):
+    """GAN-KD's "cosine attention", as defined by this project.
+
+    The GAN-KD author's logs name a ``cosine_length_loss`` but its formula was never
+    published; this is our own definition, not a reproduction. At every location of
+    every level, with ``s`` and ``t`` the student's and teacher's channel vectors::
+
+        l = 1 - cos(s, t) + | ||s|| - ||t|| | / (||t|| + eps)
+        w = ||t|| / (mean over the image's locations of ||t|| + eps)
+
+    so the direction (cosine) and the length (relative norm difference) of the features
+    are matched, with locations weighted by the teacher's feature strength (its
+    "attention"; zero where the teacher's map is zero). The loss is the mean of ``w * l``
+    over locations and images, summed over levels; it is zero (up to rounding) when the
+    student's maps equal the teacher's.
+
+    Parameters
+    ----------
+    weight : float
+    eps : float
+        Keeps norms and ratios finite where a feature vector is zero.
+    """
+    name = 'Loss_cosine'
+    options = ('eps',)
+
+    def __init__(self, weight=1.0, eps=1e-6):
+        super(CosineTerm, self).__init__(weight)
+        self.eps = float(eps)
+
+    def loss(self, cap):
+        eps = self.eps
+        total = 0
+        for s, t in zip(cap.student_maps, cap.teacher_maps):
+            t = t.detach()
+            t_norm = mx.nd.sqrt(mx.nd.square(t).sum(axis=1))
+            # The square root's gradient is infinite at zero, where ReLU maps often are.
+            s_norm = mx.nd.sqrt(mx.nd.square(s).sum(axis=1) + eps * eps)
+            cos = (s * t).sum(axis=1) / mx.nd.maximum(s_norm * t_norm, eps * eps)
+            length = mx.nd.abs(s_norm - t_norm) / (t_norm + eps)
+            strength = t_norm / (t_norm.mean(axis=(1, 2), keepdims=True) + eps)
+            total = total + (strength * (1 - cos + length)).mean()
+        return total
