@@ -1,14 +1,17 @@
 """Time one GAN-KD iteration and its parts alone; the last line is ``ratio=X``.
 
-Example:
+With ``--plain NETWORK``: a plain SSD step of this loop against the inner loop of
+GluonCV's ``train_ssd.py`` on the same architecture and batch (``ratio`` = ours / theirs).
+
+Examples:
     python scripts/bench_speed.py --teacher resnet50_v1 --student mobilenet1.0 \
         --data-shape 128 --batch-size 8
+    python scripts/bench_speed.py --plain mobilenet1.0 --data-shape 128 --batch-size 8
 """
 import argparse
 import os
 import tempfile
 
-import _path  # noqa: F401
 from gankd.cli import main_guard
 
 
@@ -26,13 +29,17 @@ def main():
     p.add_argument('--gpus', default='')
     p.add_argument('--cpu-contexts', type=int, default=1)
     p.add_argument('--repeats', type=int, default=10)
+    p.add_argument('--plain', default=None, metavar='NETWORK',
+                   help='time a plain SSD of NETWORK against GluonCV\'s train_ssd.py loop')
+    p.add_argument('--optimizer', default='sgd', choices=['sgd', 'adam'])
     args = p.parse_args()
 
     import mxnet as mx
     from gankd.train.run import build_gankd_run, contexts
     from gankd.data.voc import voc_datasets
     from gankd.detectors.detector import save_detector
-    from gankd.train.speed import time_iteration_and_parts
+    from gankd.train.run import build_plain_run
+    from gankd.train.speed import time_iteration_and_parts, time_plain_step_against_gluoncv
     from gankd.detectors.ssd.model import build_ssd, ssd_config
     from gankd.data.synthetic import make_synthetic_voc
 
@@ -45,6 +52,18 @@ def main():
         make_synthetic_voc(root, num_train=args.batch_size, num_test=1,
                            image_size=args.data_shape, seed=0)
     train_set, _, classes = voc_datasets(root)
+    if args.plain:
+        run = build_plain_run(args.plain, args.data_shape, classes, ctx,
+                              optimizer=args.optimizer)
+        batch = next(iter(run.family.train_loader(train_set, run, args.data_shape,
+                                                  args.batch_size)))
+        result = time_plain_step_against_gluoncv(run, batch, args.repeats)
+        print('plain={} data_shape={} batch={} devices={} optimizer={}'.format(
+            args.plain, args.data_shape, args.batch_size, len(ctx), args.optimizer))
+        for key in ('gluoncv_step', 'gankd_step'):
+            print('{:16s} {:8.1f} ms'.format(key, 1000 * result[key]))
+        print('ratio={:.3f}'.format(result['ratio']))
+        return
     teacher_params = args.teacher_params
     if teacher_params is None:
         cfg = ssd_config(args.teacher, args.data_shape, classes)
@@ -57,7 +76,7 @@ def main():
     result = time_iteration_and_parts(run, batch, args.repeats)
     print('teacher={} student={} data_shape={} batch={} n_critic={} devices={}'.format(
         args.teacher, args.student, args.data_shape, args.batch_size, args.n_critic, len(ctx)))
-    for key in ('student_fwd_bwd', 'teacher_fwd', 'terms', 'sum_of_parts', 'iteration'):
+    for key in ('student_step', 'teacher_fwd', 'terms', 'sum_of_parts', 'iteration'):
         print('{:16s} {:8.1f} ms'.format(key, 1000 * result[key]))
     print('ratio={:.3f}'.format(result['ratio']))
 

@@ -6,7 +6,6 @@ Example (Table 2: MS COCO val2017):
 """
 import argparse
 
-import _path  # noqa: F401
 from gankd.cli import add_data_check_flag, main_guard
 
 

@@ -11,7 +11,6 @@ Examples:
 import argparse
 import sys
 
-import _path  # noqa: F401
 from gankd.cli import add_data_check_flag, main_guard
 
 

@@ -12,7 +12,6 @@ Example:
 """
 import argparse
 
-import _path  # noqa: F401
 from gankd.cli import main_guard
 
 

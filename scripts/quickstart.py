@@ -5,7 +5,6 @@ Example:
 """
 import argparse
 
-import _path  # noqa: F401
 from gankd.cli import main_guard
 
 

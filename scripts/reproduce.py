@@ -9,7 +9,6 @@ Examples:
 """
 import sys
 
-import _path  # noqa: F401
 from gankd.cli import main_guard
 
 

@@ -5,7 +5,6 @@ Example (VOC, 4 GPUs):
         --teacher-params params/ssd_512_resnet50_v1_voc_best.params \
         --dataset-root ~/VOCdevkit --gpus 0,1,2,3 --batch-size 64
 """
-import _path  # noqa: F401
 from gankd.cli import main_guard, train_from_args, training_parser
 
 

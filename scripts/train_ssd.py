@@ -4,7 +4,6 @@ Example:
     python scripts/train_ssd.py --network resnet50_v1 --data-shape 512 \
         --dataset-root ~/VOCdevkit --gpus 0,1,2,3 --batch-size 32
 """
-import _path  # noqa: F401
 from gankd.cli import main_guard, train_from_args, training_parser
 
 

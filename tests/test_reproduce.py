@@ -264,6 +264,22 @@ def test_preset_dry_run_prints_commands_and_runs_nothing(tmp_path):
     assert not (tmp_path / 'r.json').exists() and not (work / 'data').exists()
 
 
+def test_any_registered_term_is_a_method_without_an_entry(tmp_path):
+    """``--methods cosine,gan+cosine+soft``: registered terms need no METHODS entry; an
+    unregistered name is still refused."""
+    proc = run_script('reproduce.py', '--preset', 'mini-voc', '--dry-run', '--work-dir',
+                      tmp_path / 'work', '--out', tmp_path / 'r.json', '--methods',
+                      'cosine,gan+cosine+soft', '--seeds', '0')
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [l for l in proc.stdout.splitlines() if l.startswith('[')]
+    assert any('/cosine/seed0' in l and l.endswith('--distill cosine') for l in lines)
+    assert any('/gan+cosine+soft/seed0' in l and l.endswith('--distill gan,cosine,soft')
+               for l in lines)
+    proc = run_script('reproduce.py', '--preset', 'mini-voc', '--dry-run', '--work-dir',
+                      tmp_path / 'work', '--out', tmp_path / 'r.json', '--methods', 'cosinne')
+    assert proc.returncode == 2 and 'unknown method' in proc.stderr
+
+
 def test_ablation_preset_variants_replace_the_flag_they_change(tmp_path):
     from gankd.experiments.presets import GAN_VARIANTS
     proc = run_script('reproduce.py', '--preset', 'mini-voc-ablation', '--dry-run',

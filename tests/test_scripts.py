@@ -36,9 +36,21 @@ def test_bench_speed_prints_ratio():
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
     times = {l.split()[0]: float(l.split()[1]) for l in lines if l.endswith(' ms')}
-    assert set(times) == {'student_fwd_bwd', 'teacher_fwd', 'terms', 'sum_of_parts',
+    assert set(times) == {'student_step', 'teacher_fwd', 'terms', 'sum_of_parts',
                           'iteration'}
-    assert abs(times['sum_of_parts'] - times['student_fwd_bwd'] - times['teacher_fwd'] -
+    assert abs(times['sum_of_parts'] - times['student_step'] - times['teacher_fwd'] -
                times['terms']) < 0.3
     ratio = float(re.fullmatch(r'ratio=([\d.]+)', lines[-1]).group(1))
     assert abs(ratio - times['iteration'] / times['sum_of_parts']) < 0.01
+
+
+def test_bench_speed_plain_compares_with_gluoncvs_loop():
+    proc = run_script('bench_speed.py', '--plain', 'mobilenet0.25', '--data-shape', 64,
+                      '--batch-size', 4, '--repeats', 3)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    times = {l.split()[0]: float(l.split()[1]) for l in lines if l.endswith(' ms')}
+    assert set(times) == {'gluoncv_step', 'gankd_step'} and min(times.values()) > 0
+    ratio = float(re.fullmatch(r'ratio=([\d.]+)', lines[-1]).group(1))
+    assert abs(ratio - times['gankd_step'] / times['gluoncv_step']) < 0.01
+

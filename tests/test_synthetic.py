@@ -12,7 +12,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from gankd.data.synthetic import (  # noqa: E402
-    DEFAULT_CLASSES, make_synthetic_voc, read_class_names)
+    DEFAULT_CLASSES, make_synthetic_voc)
+from gankd.data.voc import read_classes as read_class_names
 
 SCRIPT = REPO / "scripts" / "make_synthetic_voc.py"
 SMALL = dict(num_train=10, num_test=6, image_size=96, seed=3)

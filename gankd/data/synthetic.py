@@ -57,7 +57,6 @@ __all__ = [
     "SHAPE_NAMES",
     "TEXTURE_NAMES",
     "make_synthetic_voc",
-    "read_class_names",
 ]
 
 #: Every shape the generator can draw; any subset may be used as classes.
@@ -612,23 +611,6 @@ def _generate_split(out: Path, split: str, count: int, size: int, seed: int,
 # --------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------
-def read_class_names(root) -> List[str]:
-    """Read the class names written by :func:`make_synthetic_voc`.
-
-    Parameters
-    ----------
-    root : str or Path
-        The dataset root (``out_dir`` of :func:`make_synthetic_voc`).
-
-    Returns
-    -------
-    list of str
-        Class names in class-id order.
-    """
-    text = (Path(root) / "classes.txt").read_text(encoding="utf-8")
-    return [line.strip() for line in text.splitlines() if line.strip()]
-
-
 def make_synthetic_voc(out_dir, num_train: int = 200, num_test: int = 50,
                        image_size: int = 256, seed: int = 0,
                        classes: Optional[Sequence[str]] = None,

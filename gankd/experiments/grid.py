@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / 'scripts'
 
 #: Distillation methods: name -> extra flags of ``scripts/train_gankd_ssd.py``. GAN-KD
-#: with the defaults is 'gan'; other methods (issue 5: 'hint' = ``--distill hint``) are
-#: one entry each. ``--method NAME=FLAGS`` adds one for a single grid.
+#: with the defaults is 'gan'. Any registered term, or terms joined by '+', is a method
+#: without an entry here (``--methods cosine`` is ``--distill cosine``); these entries
+#: are the names earlier results use. ``--method NAME=FLAGS`` adds one for a single grid.
 METHODS: Dict[str, Tuple[str, ...]] = {
     'gan': (),
     # The related methods of the seeds, on the same SSD and loop (issue 5's ablation).

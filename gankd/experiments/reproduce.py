@@ -197,6 +197,13 @@ def grid_from_args(args):
         if not _NAME.match(mname) or mname == BASELINE:
             raise GankdError('--method: bad method name {!r}'.format(mname))
         methods_flags[mname] = tuple(shlex.split(text))
+    for mname in methods:
+        if mname not in methods_flags and mname != BASELINE:
+            # Registered terms joined by '+' need no entry: a new term is usable at once.
+            from ..distill.base import term_names
+            parts = mname.split('+')
+            if all(p in term_names() for p in parts):
+                methods_flags[mname] = ('--distill', ','.join(parts))
     given = {k: v for k, v in _parse_pairs(args.teacher_params, '--teacher-params').items()}
     for net, path in given.items():
         if not os.path.isfile(path):

@@ -1,20 +1,22 @@
 """Timing one distillation iteration against the sum of its parts, on the same batch.
 
 The parts are what an iteration cannot avoid, each timed through the code the loop itself
-runs: the student's forward and backward through the head with the task loss, the
-teacher backbone's forward, and every term's own work (for GAN-KD the real critic step,
-:meth:`gankd.distill.DistillTerm.prepare`, with its update and constraint, plus the
-student-side pass through the critics). What the iteration spends beyond their sum is
-the loop's overhead: the student's optimiser update, copies between devices, the one
-loss sync per iteration.
+runs: the student's step (forward and backward through the head with the task loss, and
+its optimiser update), the teacher backbone's forward, and every term's own work (for
+GAN-KD the real critic step, :meth:`gankd.distill.DistillTerm.prepare`, with its update
+and constraint, plus the student-side pass through the critics). What the iteration
+spends beyond their sum is the loop's overhead: composing the objective, copies between
+devices, the one loss sync per iteration. (Timing the parts trains the run's student and
+critics a few steps; the weights do not change what a step costs.)
 """
+import mxnet as mx
 from mxnet import autograd
 
 from ..deploy import median_seconds
 from ..distill.base import Captures
 from .loop import train_step
 
-__all__ = ['time_iteration_and_parts']
+__all__ = ['time_iteration_and_parts', 'time_plain_step_against_gluoncv']
 
 
 def _median(fn, repeats):
@@ -35,7 +37,7 @@ def time_iteration_and_parts(run, batch, repeats=10):
     Returns
     -------
     dict
-        Seconds for ``iteration`` and each part (``student_fwd_bwd``, ``teacher_fwd``,
+        Seconds for ``iteration`` and each part (``student_step``, ``teacher_fwd``,
         ``terms``), ``sum_of_parts`` and ``ratio``.
     """
     family = run.family
@@ -48,6 +50,7 @@ def time_iteration_and_parts(run, batch, repeats=10):
                      for x, t in zip(xs, targets)]
             objectives, _ = family.task_loss(preds, targets)
         autograd.backward(objectives)
+        run.trainer.step(1, ignore_stale_grad=True)  # connectors get no gradient here
 
     def teacher_part():
         for x in xs:
@@ -79,10 +82,63 @@ def time_iteration_and_parts(run, batch, repeats=10):
             losses = [l for term in run.terms for l in term.losses(caps)]
         autograd.backward(losses)
 
-    parts = {'student_fwd_bwd': _median(student_part, repeats),
+    parts = {'student_step': _median(student_part, repeats),
              'teacher_fwd': _median(teacher_part, repeats),
              'terms': _median(terms_part, repeats)}
     iteration = _median(lambda: train_step(run, batch, distill=True), repeats)
     total_parts = sum(parts.values())
     return dict(parts, iteration=iteration, sum_of_parts=total_parts,
                 ratio=iteration / total_parts)
+
+
+def time_plain_step_against_gluoncv(run, batch, repeats=10):
+    """Median seconds of a plain SSD step through this loop and through the inner loop of
+    GluonCV's ``scripts/detection/ssd/train_ssd.py``, on the same architecture and batch.
+
+    GluonCV's loop, as it is written there: the whole SSD hybridised, one forward per
+    device under ``autograd.record``, ``SSDMultiBoxLoss`` over the devices,
+    ``autograd.backward``, ``trainer.step(1)``, then its two loss metrics updated (which
+    copy the losses to the host, as this loop's one sync does).
+
+    Parameters
+    ----------
+    run : gankd.train.loop.Run
+        A plain SSD run (:func:`gankd.train.run.build_plain_run`).
+    batch : tuple of NDArray
+        ``(images, cls_targets, box_targets)``.
+
+    Returns
+    -------
+    dict
+        ``gankd_step``, ``gluoncv_step`` (seconds) and ``ratio`` (gankd / gluoncv).
+    """
+    from gluoncv.loss import SSDMultiBoxLoss
+    from mxnet import gluon
+    family = run.family
+    net = family.build(run.meta['ssd'], run.ctx)
+    net.hybridize(static_alloc=True, static_shape=True)
+    trainer = gluon.Trainer(net.collect_params(), run.trainer._optimizer.__class__.__name__
+                            .lower(), {'learning_rate': run.trainer.learning_rate})
+    mbox_loss = SSDMultiBoxLoss()
+    ce_metric, smoothl1_metric = mx.metric.Loss('CrossEntropy'), mx.metric.Loss('SmoothL1')
+    xs, targets = family.unpack(batch, run.ctx)
+    cls_targets, box_targets = [t[0] for t in targets], [t[1] for t in targets]
+    batch_size = batch[0].shape[0]
+
+    def gluoncv_step():
+        with autograd.record():
+            cls_preds, box_preds = [], []
+            for x in xs:
+                cls_pred, box_pred, _ = net(x)
+                cls_preds.append(cls_pred)
+                box_preds.append(box_pred)
+            sum_loss, cls_loss, box_loss = mbox_loss(cls_preds, box_preds, cls_targets,
+                                                     box_targets)
+            autograd.backward(sum_loss)
+        trainer.step(1)
+        ce_metric.update(0, [l * batch_size for l in cls_loss])
+        smoothl1_metric.update(0, [l * batch_size for l in box_loss])
+
+    gluoncv = _median(gluoncv_step, repeats)
+    ours = _median(lambda: train_step(run, batch, distill=False), repeats)
+    return {'gankd_step': ours, 'gluoncv_step': gluoncv, 'ratio': ours / gluoncv}
