@@ -13,7 +13,8 @@ import numpy as np
 from ..errors import GankdError
 
 __all__ = ['training_parser', 'add_data_check_flag', 'split_list', 'train_from_args', 'main_guard',
-           'seed_everything', 'gan_options']
+           'seed_everything', 'gan_options', 'add_faster_rcnn_flags', 'model_options',
+           'FAMILY_CHOICES']
 
 
 def add_data_check_flag(parser):
@@ -29,12 +30,33 @@ CRITIC_CHOICES = ('wgan-clip', 'wgan-gp', 'hinge-sn', 'lsgan')
 CRITIC_NORM_CHOICES = ('rms', 'channel', 'none')
 
 
-def training_parser(description, distill):
-    """Flags of GluonCV's ``train_ssd.py``, plus the GAN-KD ones when ``distill``."""
+#: Families the training scripts know (``training_parser``'s ``family``).
+FAMILY_CHOICES = ('ssd', 'faster_rcnn')
+
+
+def training_parser(description, distill, family='ssd'):
+    """Flags of GluonCV's ``train_ssd.py`` (``family='ssd'``) or ``train_faster_rcnn.py``
+    (``'faster_rcnn'``), plus the GAN-KD ones when ``distill``.
+
+    The defaults follow the GluonCV script of the family (Faster R-CNN on VOC: 20 epochs,
+    decays at 14 and 20, one image per device); ``args.family`` records the family.
+    """
+    if family not in FAMILY_CHOICES:
+        raise GankdError('unknown detector family {!r}; known: {}'.format(
+            family, ', '.join(FAMILY_CHOICES)))
+    frcnn = family == 'faster_rcnn'
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument('--data-shape', type=int, default=512, help='input size (square)')
-    p.add_argument('--batch-size', type=int, default=32, help='total batch over all devices')
+    p.set_defaults(family=family)
+    if frcnn:
+        p.add_argument('--data-shape', type=int, default=600,
+                       help="short side of the resized images (GluonCV's short)")
+        p.add_argument('--batch-size', type=int, default=None,
+                       help='total batch over all devices (default: one image per device)')
+    else:
+        p.add_argument('--data-shape', type=int, default=512, help='input size (square)')
+        p.add_argument('--batch-size', type=int, default=32,
+                       help='total batch over all devices')
     p.add_argument('--dataset', default='voc', choices=['voc', 'coco'], help='dataset format')
     p.add_argument('--dataset-root', default='data/synthetic_voc',
                    help='VOC devkit folder holding VOC2007/ (and VOC2012/), or a COCO folder '
@@ -52,14 +74,15 @@ def training_parser(description, distill):
     p.add_argument('--amp', action='store_true',
                    help='mixed precision with mxnet.contrib.amp (GPUs only)')
     p.add_argument('-j', '--num-workers', type=int, default=2, help='data loader processes')
-    p.add_argument('--epochs', type=int, default=240,
+    p.add_argument('--epochs', type=int, default=20 if frcnn else 240,
                    help='0 writes the initial weights as <prefix>_last.params (a random '
                    'teacher, for controls)')
     p.add_argument('--lr', type=float, default=1e-3, help='SGD learning rate')
     p.add_argument('--warmup-iters', type=int, default=0,
                    help='raise the learning rate linearly from 0 over the first N iterations')
     p.add_argument('--lr-decay', type=float, default=0.1)
-    p.add_argument('--lr-decay-epoch', default='160,200', help='epochs at which lr decays')
+    p.add_argument('--lr-decay-epoch', default='14,20' if frcnn else '160,200',
+                   help='epochs at which lr decays')
     p.add_argument('--optimizer', default='sgd', choices=['sgd', 'adam'],
                    help="detection optimiser: SGD as train_ssd.py, or Adam for short runs")
     p.add_argument('--momentum', type=float, default=0.9)
@@ -81,14 +104,21 @@ def training_parser(description, distill):
                    help="start the (student's) base network from GluonCV's ImageNet weights, "
                    "which must be in ~/.mxnet/models or $MXNET_HOME/models")
     p.add_argument('--progress', action='store_true', help='tqdm progress bars')
-    p.add_argument('--augment', default='ssd', choices=['ssd', 'light'],
-                   help="GluonCV's SSD augmentation, or resize + flip only (short CPU runs)")
+    if frcnn:
+        add_faster_rcnn_flags(p)
+    else:
+        p.add_argument('--augment', default='ssd', choices=['ssd', 'light'],
+                       help="GluonCV's SSD augmentation, or resize + flip only (short CPU runs)")
     add_data_check_flag(p)
     if distill:
-        p.add_argument('--teacher', default='resnet50_v1', help='teacher base network')
+        p.add_argument('--teacher', default='faster_rcnn_resnet101_v1d_voc' if frcnn else
+                       'resnet50_v1', help='teacher: a base network{}'.format(
+                           ', or a GluonCV model-zoo Faster R-CNN preset' if frcnn else ''))
         p.add_argument('--teacher-params', default=None,
-                       help="teacher SSD weights; default: GluonCV's model-zoo file if cached")
-        p.add_argument('--student', default='mobilenet1.0', help='student base network')
+                       help="teacher {} weights; default: GluonCV's model-zoo file if "
+                       "cached".format('Faster R-CNN' if frcnn else 'SSD'))
+        p.add_argument('--student', default='resnet50_v1b' if frcnn else 'mobilenet1.0',
+                       help='student base network')
         p.add_argument('--gan-epochs', type=int, default=None,
                        help='epochs with the critics (default: all); then detection only')
         p.add_argument('--n-critic', type=int, default=1, help='critic steps per iteration')
@@ -139,9 +169,38 @@ def training_parser(description, distill):
         p.add_argument('--head', default='teacher', choices=['teacher', 'fresh', 'frozen'],
                        help="the head the student's maps drive: a trainable copy of the "
                        "teacher's, a newly initialised one, or the teacher's, frozen")
+    elif frcnn:
+        p.add_argument('--network', default='faster_rcnn_resnet50_v1b_voc',
+                       help='a GluonCV model-zoo Faster R-CNN preset (its settings, BatchNorm '
+                       'frozen for ImageNet weights), or a base network such as resnet18_v1b '
+                       '(settings for small images, trained from scratch)')
     else:
         p.add_argument('--network', default='resnet50_v1', help='base network of the SSD')
     return p
+
+
+def add_faster_rcnn_flags(p):
+    """The Faster R-CNN model flags: resizing and the R-CNN head's RoI features."""
+    p.add_argument('--max-size', type=int, default=None,
+                   help="longest side of the resized images (GluonCV's max_size; default: "
+                   "the preset's, 5/3 of the short side)")
+    p.add_argument('--roi-mode', default='align', choices=['align', 'pool'],
+                   help='RoIAlign or RoIPooling of the proposals (Table 3 has both rows)')
+    p.add_argument('--num-sample', type=int, default=None,
+                   help="proposals sampled per image for the R-CNN loss (default: the "
+                   "preset's, 128 for model-zoo presets, 64 for base networks)")
+    p.add_argument('--roi-size', type=int, default=None,
+                   help="side of the pooled RoI features (default GluonCV's 14; 7 quarters "
+                   "the R-CNN head's cost, for tiny CPU runs)")
+
+
+def model_options(args):
+    """The family's model settings from parsed flags (:func:`add_faster_rcnn_flags`)."""
+    if getattr(args, 'family', 'ssd') != 'faster_rcnn':
+        return {}
+    options = dict(roi_mode=args.roi_mode, max_size=args.max_size, num_sample=args.num_sample,
+                   roi_size=args.roi_size)
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def _term_names():
@@ -161,7 +220,7 @@ def seed_everything(seed):
 
 def _check_args(args):
     for name in ('batch_size', 'data_shape'):
-        if getattr(args, name) <= 0:
+        if getattr(args, name) is not None and getattr(args, name) <= 0:
             raise GankdError('--{} must be positive, got {}'.format(
                 name.replace('_', '-'), getattr(args, name)))
     if args.epochs < 0:
@@ -211,8 +270,8 @@ def gan_options(args):
 
 
 def _datasets(args):
-    """``(train_set, val_set, classes, metric, seconds)`` of ``--dataset``: metric None is
-    VOC07; seconds the start-up check took (None when skipped)."""
+    """``(train_set, val_set, classes, seconds)`` of ``--dataset``: seconds the start-up
+    check took (None when skipped)."""
     from ..data.voc import voc_datasets
     from ..data.check import check_dataset
     if args.dataset == 'coco':
@@ -223,21 +282,22 @@ def _datasets(args):
     seconds = None
     if not args.skip_data_check:
         seconds = check_dataset(train_set) + check_dataset(val_set)
-    metric = None
-    if args.dataset == 'coco':
-        from ..data.coco import COCOMetric
-        metric = COCOMetric(val_set, args.data_shape)
-    return train_set, val_set, classes, metric, seconds
+    return train_set, val_set, classes, seconds
 
 
-def train_from_args(args, distill):
-    """Build datasets and the run from parsed flags, then :func:`gankd.train.loop.fit`."""
+def train_from_args(args, distill, family=None):
+    """Build datasets and the run from parsed flags, then :func:`gankd.train.loop.fit`.
+
+    ``family``: the detector family (default: ``args.family``, which
+    :func:`training_parser` sets, else ``'ssd'``).
+    """
     from ..data.check import describe_dataset
     from ..distill.base import parse_term_options
     from ..train.distributed import Distribution, require_amp
     from ..train.loop import TrainConfig, fit, setup_logging
     from ..train.run import build_gankd_run, build_plain_run, contexts
 
+    family = family or getattr(args, 'family', 'ssd')
     _check_args(args)
     dist = Distribution(args.kvstore, args.horovod)
     # Every worker starts from the same weights (the seed), then reads its own shard.
@@ -246,14 +306,17 @@ def train_from_args(args, distill):
     if args.horovod and ctx[0].device_type == 'gpu':
         import mxnet as mx
         ctx = [mx.gpu(dist.local_rank)]  # Horovod: one process per GPU
+    if args.batch_size is None:
+        args.batch_size = len(ctx)  # GluonCV's Faster R-CNN: one image per device
     if args.batch_size % len(ctx):
         raise GankdError('--batch-size {} does not split evenly over {} devices'.format(
             args.batch_size, len(ctx)))
     amp = require_amp(ctx) if args.amp else None
-    train_set, val_set, classes, metric, check_seconds = _datasets(args)
+    train_set, val_set, classes, check_seconds = _datasets(args)
     common = dict(dataset=args.dataset, lr=args.lr, momentum=args.momentum, wd=args.wd,
                   optimizer=args.optimizer, pretrained_base=args.pretrained_base,
-                  distribution=dist, syncbn=args.syncbn, amp=amp)
+                  distribution=dist, syncbn=args.syncbn, amp=amp, family=family,
+                  model_options=model_options(args))
     if distill:
         weights = (None if args.distill_weights is None else
                    split_list(args.distill_weights, '--distill-weights', float))
@@ -268,6 +331,13 @@ def train_from_args(args, distill):
         run = build_plain_run(args.network, args.data_shape, classes, ctx, **common)
     # Recorded beside every params file, so eval_voc.py needs no flags.
     run.meta['dataset_root'] = os.path.abspath(args.dataset_root)
+    # The input size as the family's loaders and metrics take it (Faster R-CNN: short
+    # and longest side; its boxes are scaled back to each image).
+    shape = run.family.data_shape(run.meta)
+    metric = None
+    if args.dataset == 'coco':
+        from ..data.coco import COCOMetric
+        metric = COCOMetric(val_set, run.family.metric_shape(run.meta))
     prefix = args.save_prefix or 'params/' + run.meta['name']
     if dist.rank > 0:
         # Workers hold identical weights; each keeps its own checkpoints (so no shared file
@@ -283,12 +353,13 @@ def train_from_args(args, distill):
     if dist.num_workers > 1:
         logger.info('worker {} of {}: reads 1/{} of the training set'.format(
             dist.rank, dist.num_workers, dist.num_workers))
-    train_data = run.family.train_loader(train_set, run, args.data_shape, args.batch_size,
-                                         args.num_workers, augment=args.augment,
+    train_data = run.family.train_loader(train_set, run, shape, args.batch_size,
+                                         args.num_workers,
+                                         augment=getattr(args, 'augment', None),
                                          num_parts=dist.num_workers, part_index=dist.rank,
                                          seed=args.seed)
-    val_data = (run.family.val_loader(val_set, args.data_shape, args.batch_size,
-                                      args.num_workers) if dist.is_chief else None)
+    val_data = (run.family.val_loader(val_set, shape, args.batch_size, args.num_workers)
+                if dist.is_chief else None)
     cfg = TrainConfig(epochs=args.epochs, gan_epochs=getattr(args, 'gan_epochs', None),
                       lr=args.lr, lr_decay=args.lr_decay, lr_decay_epoch=args.lr_decay_epoch,
                       log_interval=args.log_interval, save_prefix=prefix,

@@ -7,9 +7,14 @@ batches look, what its task loss is, and how to run a head on given maps with th
 candidates (anchors or sampled proposals) as another run of it. The loop itself never
 looks inside a batch, a target or a prediction.
 
+Families: ``'ssd'`` (:mod:`gankd.detectors.ssd`) and ``'faster_rcnn'``
+(:mod:`gankd.detectors.faster_rcnn`).
+
 Prediction-level terms see a family's training-mode outputs as a list of
 :class:`Predictions`, one per stage (SSD has one; Faster R-CNN would have its RPN and its
-R-CNN head), so a term such as Chen et al.'s soft labels is written once for both.
+R-CNN head), so a term such as Chen et al.'s soft labels is written once for both. A family
+may subclass :class:`Predictions` to carry what its own loss and reference runs need
+(Faster R-CNN: box-loss masks and sampled proposals); terms read only the fields here.
 """
 import importlib
 from dataclasses import dataclass
@@ -59,13 +64,19 @@ class DetectorFamily(object):
         The family's name, recorded as ``family`` in the JSON beside every params file.
     loss_names : tuple of str
         The names of :meth:`task_loss`'s parts, in the order they are logged.
+    optimizer_options : dict
+        Extra options of the detector's optimizer (Faster R-CNN: GluonCV's gradient
+        clipping).
     """
     name = None
     loss_names = ()
+    optimizer_options = {}
 
     # ----------------------------------------------------------------- building
-    def config(self, network, data_shape, classes, dataset='voc'):
-        """A JSON-serialisable description of a detector of ``network``."""
+    def config(self, network, data_shape, classes, dataset='voc', **options):
+        """A JSON-serialisable description of a detector of ``network``; ``options`` are
+        the family's own model settings (Faster R-CNN: ``roi_mode``, ``max_size``, ...),
+        refused by a family that has none."""
         raise NotImplementedError
 
     def build(self, config, ctx, pretrained_base=False):
@@ -116,8 +127,14 @@ class DetectorFamily(object):
         raise NotImplementedError
 
     def data_shape(self, meta):
-        """The input size a saved detector was trained at."""
+        """The input size a saved detector was trained at, as the family's loaders take it
+        (SSD: the square's side; Faster R-CNN: short and longest side)."""
         raise NotImplementedError
+
+    def metric_shape(self, meta):
+        """The input size :meth:`predict`'s boxes are in, for a metric that scales them
+        back to each image (COCO); None when they already are in the image's pixels."""
+        return self.data_shape(meta)
 
     def classes_of(self, meta):
         """The class names a saved detector detects, in id order."""
@@ -136,6 +153,10 @@ class DetectorFamily(object):
     def unpack(self, batch, ctx):
         """``(images per device, targets per device)``; targets are opaque to the loop."""
         raise NotImplementedError
+
+    def batch_size(self, batch):
+        """The number of images in a training batch (for the loop's speed)."""
+        return batch[0].shape[0]
 
     # ----------------------------------------------------------------- training
     def forward_train(self, head, maps, targets):
@@ -162,12 +183,15 @@ class DetectorFamily(object):
         raise NotImplementedError
 
     # ---------------------------------------------------------------- inference
-    def set_nms(self, head, nms_thresh=0.45, nms_topk=400):
-        """Non-maximum suppression settings of ``head`` at inference."""
+    def set_nms(self, head, nms_thresh=None, nms_topk=None):
+        """Non-maximum suppression settings of ``head`` at inference (None: the family's
+        default)."""
         raise NotImplementedError
 
     def eval_inputs(self, batch, ctx):
-        """Per device ``(images, gt_bboxes, gt_ids, gt_difficults or None)``."""
+        """Per device ``(inputs, gt_bboxes, gt_ids, gt_difficults or None)``; ``inputs`` is
+        what :meth:`predict` takes (the loop does not look inside), and the ground truth
+        is in the coordinates of :meth:`predict`'s boxes."""
         raise NotImplementedError
 
     def predict(self, backbone, head, x):
@@ -201,4 +225,5 @@ def family_of(meta):
 
 def _load_builtin():
     # Importing a family registers it; done lazily so this module imports no MXNet model.
-    importlib.import_module('.ssd', __package__)
+    for name in ('.ssd', '.faster_rcnn'):
+        importlib.import_module(name, __package__)

@@ -119,7 +119,10 @@ class FeatureCritic(HybridBlock):
     in_channels : int
         Channels of the feature map.
     spatial : int
-        Height (= width) of the feature map; sets the depth, ceil(log2(spatial)).
+        Height of the feature map at the nominal input size; sets the depth,
+        ceil(log2(spatial)). Maps of any size are scored: the score map, 1x1 at the
+        nominal size of a square map, is averaged (Faster R-CNN's maps change size with
+        every batch).
     width : int
         Channels of the first convolution; doubled per layer up to ``max_width``.
     max_width : int
@@ -226,13 +229,23 @@ class CriticSet(HybridBlock):
             worker's critics see the same constants.
         """
         ctx = teacher_maps[0][0].context
-        per_level = [mx.nd.concat(*[dev[i].as_in_context(ctx) for dev in teacher_maps],
-                                  dim=0) for i in self.level_ids]
         if self.channel_stats:
-            for std_block, maps in zip(self.standardisers, per_level):
-                self._calibrate_channels(std_block, maps, average)
+            for std_block, i in zip(self.standardisers, self.level_ids):
+                maps = [dev[i].as_in_context(ctx) for dev in teacher_maps]
+                if len({m.shape[2:] for m in maps}) > 1:
+                    # Devices' maps of different sizes (Faster R-CNN pads each device's
+                    # images alone): every location of every image, channels first.
+                    maps = [mx.nd.concat(*[m.transpose((1, 0, 2, 3)).reshape((0, -1))
+                                           for m in maps], dim=1)
+                            .reshape((0, 1, -1, 1)).transpose((1, 0, 2, 3))]
+                self._calibrate_channels(std_block, mx.nd.concat(*maps, dim=0), average)
             return
-        rms = mx.nd.concat(*[mx.nd.sqrt(mx.nd.mean(m.reshape((-1,)) ** 2)).reshape((1,))
+        # The mean square over every element of every device's maps: the flattened maps
+        # concatenated (for maps of one size, the same numbers in the same order as
+        # concatenating them along the batch), so maps may differ in size between devices.
+        per_level = [mx.nd.concat(*[dev[i].as_in_context(ctx).reshape((-1,))
+                                    for dev in teacher_maps], dim=0) for i in self.level_ids]
+        rms = mx.nd.concat(*[mx.nd.sqrt(mx.nd.mean(m ** 2)).reshape((1,))
                              for m in per_level], dim=0)
         if average is not None:
             rms = average(rms)

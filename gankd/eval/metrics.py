@@ -37,8 +37,9 @@ class COCOMetric(COCODetectionMetric):
     ----------
     dataset : COCOLayoutDetection
         The validation set, with every image kept (``coco_datasets``' second value).
-    data_shape : int or (int, int)
-        Network input size; an int is a square, a pair is ``(height, width)``.
+    data_shape : int or (int, int) or None
+        Network input size; an int is a square, a pair is ``(height, width)``; None when
+        the detections already are in each image's pixels (Faster R-CNN).
     score_thresh : float
         Detections below this score are not scored (GluonCV's default).
 
@@ -58,7 +59,8 @@ class COCOMetric(COCODetectionMetric):
                              'got {}'.format(type(dataset).__name__))
         if isinstance(data_shape, (int, np.integer)):
             data_shape = (int(data_shape), int(data_shape))
-        data_shape = tuple(int(s) for s in data_shape)
+        if data_shape is not None:
+            data_shape = tuple(int(s) for s in data_shape)
         num_ids = len(dataset.coco.getImgIds())
         if len(dataset) != num_ids:
             # Otherwise detections would silently be paired with the wrong images.

@@ -76,8 +76,8 @@ def evaluate_file(params, dataset, ctx, metric=None, batch_size=8, num_workers=0
         Every image is evaluated, in order.
     ctx : list of mxnet.Context
     metric : callable or None
-        ``metric(data_shape)`` gives the metric (:func:`gankd.train.loop.evaluate`); None
-        is VOC07 mAP.
+        ``metric(shape)`` gives the metric (:func:`gankd.train.loop.evaluate`), ``shape``
+        being the family's ``metric_shape``; None is VOC07 mAP.
     check : bool
         First check that every image exists, decodes and has its annotated size
         (:func:`gankd.data.check.check_dataset`).
@@ -102,7 +102,7 @@ def evaluate_file(params, dataset, ctx, metric=None, batch_size=8, num_workers=0
     data_shape = family.data_shape(meta)
     backbone.hybridize(static_alloc=True)
     head.hybridize(static_alloc=True)
-    metric = metric(data_shape) if metric is not None else None
+    metric = metric(family.metric_shape(meta)) if metric is not None else None
     try:
         names, values = evaluate(
             family, backbone, head,

@@ -113,8 +113,8 @@ class TrainConfig:
     resume: str = ''
     keep_checkpoints: int = 3
     checkpoint_interval: int = 0
-    nms_thresh: float = 0.45
-    nms_topk: int = 400
+    nms_thresh: Optional[float] = None  # None: the family's (SSD 0.45, Faster R-CNN 0.3)
+    nms_topk: Optional[int] = None
     seed: int = 233
     progress: bool = False
     warmup_iters: int = 0
@@ -276,8 +276,8 @@ def train_one_epoch(run, loader, epoch, distill=True, log_interval=100, logger=N
         iteration += 1
         epoch_meter.update(values)
         interval_meter.update(values)
-        samples += _batch_size(batch)
-        interval_samples += _batch_size(batch)
+        samples += run.family.batch_size(batch)
+        interval_samples += run.family.batch_size(batch)
         if log_interval and (i + 1) % log_interval == 0:
             speed = interval_samples / max(time.time() - btic, 1e-9)
             logger.info('[Epoch {}][Batch {}], Speed: {:.3f} samples/sec, {}'.format(
@@ -293,11 +293,7 @@ def train_one_epoch(run, loader, epoch, distill=True, log_interval=100, logger=N
             samples / max(time.time() - tic, 1e-9))
 
 
-def _batch_size(batch):
-    return batch[0].shape[0]
-
-
-def evaluate(family, backbone, head, loader, ctx, classes, nms_thresh=0.45, nms_topk=400,
+def evaluate(family, backbone, head, loader, ctx, classes, nms_thresh=None, nms_topk=None,
              progress=False, metric=None, stop=None):
     """Detection metric over every image of ``loader`` (in order, none skipped).
 

@@ -30,14 +30,16 @@ def contexts(gpus='', cpu_contexts=1):
     return [mx.cpu(i) for i in range(max(1, int(cpu_contexts)))]
 
 
-def _trainer(params, optimizer, lr, momentum, wd, distribution, amp=None):
-    """SGD with momentum as GluonCV's train_ssd.py, or Adam (``momentum`` unused)."""
+def _trainer(params, optimizer, lr, momentum, wd, distribution, amp=None, extra=None):
+    """SGD with momentum as GluonCV's train_ssd.py, or Adam (``momentum`` unused);
+    ``extra``: the family's own optimizer options (e.g. gradient clipping)."""
     if optimizer == 'sgd':
         opt = {'learning_rate': lr, 'wd': wd, 'momentum': momentum}
     elif optimizer == 'adam':
         opt = {'learning_rate': lr, 'wd': wd}
     else:
         raise GankdError("--optimizer must be 'sgd' or 'adam', got {!r}".format(optimizer))
+    opt.update(extra or {})
     trainer = distribution.trainer(params, optimizer, opt)
     if amp is not None:
         amp.init_trainer(trainer)
@@ -58,7 +60,7 @@ def _sync_features(block, attr, ctx, syncbn, key):
 
 def build_plain_run(network, data_shape, classes, ctx, dataset='voc', lr=1e-3, momentum=0.9,
                     wd=5e-4, optimizer='sgd', pretrained_base=False, distribution=None,
-                    syncbn=False, amp=None, family='ssd'):
+                    syncbn=False, amp=None, family='ssd', model_options=None):
     """A plain detector (teachers and no-distillation baselines).
 
     Parameters
@@ -70,7 +72,10 @@ def build_plain_run(network, data_shape, classes, ctx, dataset='voc', lr=1e-3, m
     amp : module or None
         ``mxnet.contrib.amp``, already initialised (:func:`gankd.train.distributed.require_amp`).
     family : str or gankd.detectors.family.DetectorFamily
-        The detector family (``'ssd'``).
+        The detector family (``'ssd'``, ``'faster_rcnn'``).
+    model_options : dict or None
+        The family's own model settings, passed to its ``config`` (Faster R-CNN:
+        ``roi_mode``, ``max_size``, ``num_sample``, ``roi_size``).
 
     Returns
     -------
@@ -78,7 +83,7 @@ def build_plain_run(network, data_shape, classes, ctx, dataset='voc', lr=1e-3, m
     """
     family = get_family(family) if isinstance(family, str) else family
     distribution = distribution or Distribution()
-    cfg = family.config(network, data_shape, classes, dataset)
+    cfg = family.config(network, data_shape, classes, dataset, **(model_options or {}))
     net = family.build(cfg, ctx, pretrained_base=pretrained_base)
     _sync_features(net, 'features', ctx, syncbn, 'ssd')
     backbone, head = family.split(net)
@@ -87,14 +92,15 @@ def build_plain_run(network, data_shape, classes, ctx, dataset='voc', lr=1e-3, m
     return Run(ctx=ctx, family=family, backbone=backbone, head=head, save_block=net,
                meta=family.describe_plain(cfg), classes=list(classes), amp=amp,
                trainer=_trainer(net.collect_params(), optimizer, lr, momentum, wd,
-                                distribution, amp))
+                                distribution, amp, family.optimizer_options))
 
 
 def build_distill_run(teacher, student, data_shape, classes, ctx, teacher_params=None,
                       dataset='voc', lr=1e-3, momentum=0.9, wd=5e-4, adapt='mismatch',
                       optimizer='sgd', pretrained_base=False, distill=('gan',),
                       distill_weights=None, distill_options=None, distribution=None,
-                      syncbn=False, amp=None, head='teacher', det_weight=1.0, family='ssd'):
+                      syncbn=False, amp=None, head='teacher', det_weight=1.0, family='ssd',
+                      model_options=None):
     """A distillation run: frozen teacher backbone and head, student + adapters, the
     head the student's maps drive (by default a trainable copy of the teacher's), and the
     distillation terms (by default GAN-KD's six critics alone).
@@ -117,6 +123,9 @@ def build_distill_run(teacher, student, data_shape, classes, ctx, teacher_params
     det_weight : float
         ``--det-weight``: the detection loss's weight while the terms are on.
     family : str or gankd.detectors.family.DetectorFamily
+    model_options : dict or None
+        The teacher's model settings (see :func:`build_plain_run`); the student's head
+        has the teacher's architecture.
 
     Returns
     -------
@@ -124,7 +133,7 @@ def build_distill_run(teacher, student, data_shape, classes, ctx, teacher_params
     """
     family = get_family(family) if isinstance(family, str) else family
     distribution = distribution or Distribution()
-    tcfg = family.config(teacher, data_shape, classes, dataset)
+    tcfg = family.config(teacher, data_shape, classes, dataset, **(model_options or {}))
     t_backbone, t_head = family.split(family.load_teacher(tcfg, teacher_params, ctx))
     t_shapes = family.levels(t_backbone, data_shape, ctx[0])
     # The teacher never changes: no gradient buffers, never in a Trainer.
@@ -138,7 +147,8 @@ def build_distill_run(teacher, student, data_shape, classes, ctx, teacher_params
     s_head = family.student_head(tcfg, t_head, head, ctx)
     backbone = family.build_student(student, data_shape, t_shapes, teacher, adapt=adapt,
                                     pretrained_base=pretrained_base, ctx=ctx)
-    _sync_features(backbone, 'expander', ctx, syncbn, 'student')
+    _sync_features(backbone, getattr(backbone, 'features_attr', 'expander'), ctx, syncbn,
+                   'student')
     backbone.hybridize(static_alloc=True, static_shape=True)
     s_head.hybridize(static_alloc=True, static_shape=True)
     model = family.compose(backbone, s_head)
@@ -165,7 +175,8 @@ def build_distill_run(teacher, student, data_shape, classes, ctx, teacher_params
     return Run(ctx=ctx, family=family, backbone=backbone, head=s_head, save_block=model,
                meta=meta, classes=list(classes), teacher=t_backbone, terms=terms,
                teacher_head=t_head, amp=amp, det_weight=float(det_weight),
-               trainer=_trainer(params, optimizer, lr, momentum, wd, distribution, amp))
+               trainer=_trainer(params, optimizer, lr, momentum, wd, distribution, amp,
+                                family.optimizer_options))
 
 
 def build_gankd_run(teacher, student, data_shape, classes, ctx, distill=('gan',),

@@ -42,7 +42,10 @@ class SSDFamily(DetectorFamily):
         self.loss_fn = ssd_loss()
 
     # ----------------------------------------------------------------- building
-    def config(self, network, data_shape, classes, dataset='voc'):
+    def config(self, network, data_shape, classes, dataset='voc', **options):
+        if options:
+            from ...errors import GankdError
+            raise GankdError('SSD has no model option {!r}'.format(sorted(options)[0]))
         return ssd_config(network, data_shape, classes, dataset)
 
     def build(self, config, ctx, pretrained_base=False):
@@ -158,8 +161,10 @@ class SSDFamily(DetectorFamily):
                 for p in like]
 
     # ---------------------------------------------------------------- inference
-    def set_nms(self, head, nms_thresh=0.45, nms_topk=400):
-        head.set_nms(nms_thresh=nms_thresh, nms_topk=nms_topk)
+    def set_nms(self, head, nms_thresh=None, nms_topk=None):
+        # None: GluonCV's eval_ssd.py settings.
+        head.set_nms(nms_thresh=0.45 if nms_thresh is None else nms_thresh,
+                     nms_topk=400 if nms_topk is None else nms_topk)
 
     def eval_inputs(self, batch, ctx):
         data = split_batch(batch[0], ctx, even=False)
