@@ -152,7 +152,9 @@ def training_parser(description, distill, family='ssd'):
                        'e.g. 0,1,2; the others get no adversarial loss (default: all)')
         p.add_argument('--critic-bn', action=argparse.BooleanOptionalAction, default=None,
                        help='BatchNorm inside the critics (DCGAN/WGAN reference critic); '
-                       'default: on for wgan-clip and lsgan, off for wgan-gp and hinge-sn')
+                       'default: {}on for wgan-clip and lsgan, off for wgan-gp and '
+                       'hinge-sn'.format('off (one image per device leaves BatchNorm '
+                                         'nothing to normalise over), else ' if frcnn else ''))
         p.add_argument('--adv-warmup', type=int, default=0,
                        help='raise the adversarial weight linearly from 0 over the first N '
                        'iterations (the critics train from the start)')

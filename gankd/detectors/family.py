@@ -67,10 +67,16 @@ class DetectorFamily(object):
     optimizer_options : dict
         Extra options of the detector's optimizer (Faster R-CNN: GluonCV's gradient
         clipping).
+    critic_bn : bool or None
+        Whether GAN-KD's critics have BatchNorm when ``--critic-bn`` is not given; None
+        leaves it to the critic variant. A family trained with one image per device says
+        False: BatchNorm over one image at the critic's 1x1 end turns every map into the
+        same score, so the student would get no adversarial gradient.
     """
     name = None
     loss_names = ()
     optimizer_options = {}
+    critic_bn = None
 
     # ----------------------------------------------------------------- building
     def config(self, network, data_shape, classes, dataset='voc', **options):

@@ -51,8 +51,9 @@ class AdversarialTerm(DistillTerm):
         batch, or feed the raw maps (see :class:`CriticSet`). True is ``'rms'``, False
         ``'none'``.
     critic_bn : bool or None
-        BatchNorm inside the critics (see :class:`FeatureCritic`); None is the variant's
-        default (on for ``wgan-clip`` and ``lsgan``, off for ``wgan-gp`` and ``hinge-sn``).
+        BatchNorm inside the critics (see :class:`FeatureCritic`); None is the detector
+        family's default if it has one (Faster R-CNN: off), else the variant's (on for
+        ``wgan-clip`` and ``lsgan``, off for ``wgan-gp`` and ``hinge-sn``).
     sync_devices : int
         SyncBatchNorm over this many devices inside the critics (``--syncbn``).
     distribution : gankd.train.distributed.Distribution or None
@@ -76,6 +77,9 @@ class AdversarialTerm(DistillTerm):
 
     @classmethod
     def from_context(cls, context, weight=1.0, **options):
+        if options.get('critic_bn') is None:
+            # The detector family's default, if it has one (see DetectorFamily.critic_bn).
+            options['critic_bn'] = getattr(context.family, 'critic_bn', None)
         return cls(context.teacher_shapes, context.ctx, weight=weight,
                    distribution=context.distribution, amp=context.amp,
                    sync_devices=context.sync_devices, **options)

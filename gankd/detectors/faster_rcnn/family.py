@@ -95,6 +95,9 @@ class FasterRCNNFamily(DetectorFamily):
     loss_names = LOSS_NAMES
     # GluonCV's train_faster_rcnn.py clips every gradient element to [-5, 5].
     optimizer_options = {'clip_gradient': 5.0}
+    # One image per device (GluonCV's setting): BatchNorm in the critics would normalise a
+    # single image's 1x1 activations to a constant (no gradient for the student).
+    critic_bn = False
 
     def __init__(self):
         self.loss_fn = FasterRCNNLoss()

@@ -279,23 +279,27 @@ def build_teacher(config, params=None, ctx=mx.cpu()):
     on disk (no download is attempted); it is loaded as GluonCV loads it (parameters the
     file has beyond the model are ignored), any other file strictly.
     """
-    net = build_faster_rcnn(ctx=ctx, **config)
     what = 'teacher {}'.format(config.get('preset') or 'faster_rcnn_' + config['base'])
     if params is None:
+        # Checked before building: a missing file should not cost a network's build.
         name = config.get('preset')
         path = cached_zoo_file(name) if name else None
         if path is None:
-            raise GankdError('GluonCV has no model-zoo weights for faster_rcnn_{}; train a '
-                             'teacher with scripts/train_faster_rcnn.py and pass '
-                             '--teacher-params'.format(config['base']))
+            # GluonCV 0.10.5 publishes faster_rcnn_resnet50_v1b_voc but not the ResNet-101
+            # VOC preset the GAN-KD authors name as their teacher.
+            raise GankdError('GluonCV publishes no model-zoo weights for {}; train a teacher '
+                             'with scripts/train_faster_rcnn.py and pass --teacher-params'
+                             .format(name or 'faster_rcnn_' + config['base']))
         if not os.path.isfile(path):
             raise GankdError('model-zoo weights for {} not found at {} (no download is '
                              'attempted); pass --teacher-params FILE'.format(name, path))
+        net = build_faster_rcnn(ctx=ctx, **config)
         try:
             net.load_parameters(path, ctx=_ctx_list(ctx), ignore_extra=True)
         except (AssertionError, mx.base.MXNetError) as err:
             raise GankdError('{} does not fit the {}: {}'.format(
                 path, what, str(err).splitlines()[0])) from None
         return net
+    net = build_faster_rcnn(ctx=ctx, **config)
     load_params_strict(net, params, ctx=ctx, what=what)
     return net
