@@ -363,3 +363,133 @@ def test_an_image_without_objects_trains_as_background(rig, root):
     positives = preds[1].positives().asnumpy()
     assert positives[0].sum() == 0 and positives[1].sum() > 0
     assert all(math.isfinite(v[0].asscalar()) for v in parts.values())
+
+
+# ------------------------------------------------------------------ resume, devices
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(root, teacher, tmp_path):
+    """GAN-KD for two epochs in one go, against the same run stopped after one epoch and
+    resumed with ``--resume auto``, and against one resumed from a mid-epoch checkpoint:
+    the same student, head and critics, bit for bit. Proposal sampling draws MXNet random
+    numbers, which a checkpoint cannot hold; each image's sampling is seeded from the
+    data pipeline instead. The runs use 0 and 1 loader processes, which must not matter."""
+    def train(name, epochs, workers, *extra):
+        prefix = str(tmp_path / name)
+        flags = list(FLAGS)
+        flags[flags.index('-j') + 1] = workers
+        proc = run_script('train_gankd_faster_rcnn.py', '--teacher', TEACHER, '--student',
+                          TEACHER, '--teacher-params', teacher, '--dataset-root', root,
+                          '--save-prefix', prefix, '--epochs', epochs, '--distill', 'gan,soft',
+                          '--lr', 0.01, '--val-interval', 9, *flags, *extra)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return prefix
+
+    straight = train('straight', 2, 0, '--checkpoint-interval', 1, '--keep-checkpoints', 20)
+    resumed = [train('boundary', 1, 1)]
+    train('boundary', 2, 0, '--resume', 'auto')
+    mid = os.path.join(straight + '_ckpt', 'epoch0000-iter00000002')
+    resumed.append(train('mid', 2, 1, '--resume', mid))
+    first = _history(resumed[1])[0]
+    assert first['epoch'] == 0 and first['resumed_after_batch'] == 2
+    for name in ('model.params', 'critics.params'):
+        final = sorted(os.listdir(straight + '_ckpt'))[-1]
+        expected = mx.nd.load(os.path.join(straight + '_ckpt', final, name))
+        for prefix in resumed:
+            got = mx.nd.load(os.path.join(prefix + '_ckpt', sorted(os.listdir(
+                prefix + '_ckpt'))[-1], name))
+            assert got.keys() == expected.keys()
+            for k in expected:
+                np.testing.assert_array_equal(got[k].asnumpy(), expected[k].asnumpy(),
+                                              err_msg='{} {}: {}'.format(prefix, name, k))
+    losses = [(h['epoch'], h['RCNN_CrossEntropy'], h['Loss_soft']) for h in _history(straight)]
+    assert [(h['epoch'], h['RCNN_CrossEntropy'], h['Loss_soft'])
+            for h in _history(resumed[0])] == losses
+
+
+def _step_changes(run, batch):
+    """One train_step; the losses and every trained parameter's change, per device."""
+    from gankd.train.loop import train_step
+    blocks = {'model': run.save_block, 'critics': run.terms[0].critics}
+
+    def params(block, ctx):
+        return {k: p.data(ctx).asnumpy().copy()
+                for k, p in block._collect_params_with_prefix().items() if p.grad_req != 'null'}
+    before = {n: params(b, run.ctx[0]) for n, b in blocks.items()}
+    losses = train_step(run, batch)
+    return losses, [{n: {k: v - before[n][k] for k, v in params(b, c).items()}
+                     for n, b in blocks.items()} for c in run.ctx]
+
+
+def test_two_cpu_contexts_match_one(root, fr_classes, teacher, tmp_path):
+    """One GAN-KD iteration (critic step, then student step with hint and soft) on
+    cpu(0)+cpu(1) changes the student, head and critics as on cpu(0) alone. The batch is
+    two copies of the same two images (so each device's BatchNorm sees the whole batch's
+    statistics); parameters whose update is dominated by rounding (it moves by more than
+    1% when the same gradient is computed on the half batch alone) are not compared, as
+    in tests/test_distributed.py; the others agree within 2%."""
+    from gankd.train.run import build_gankd_run
+    train_set, _, _ = voc_datasets(root)
+    mx.random.seed(0)
+    runs = [build_gankd_run(TEACHER, TEACHER, SHORT, fr_classes, ctx, teacher_params=teacher,
+                            distill=('gan', 'hint', 'soft'), lr=0.05, family='faster_rcnn',
+                            model_options=TINY)
+            for ctx in ([CPU0], [CPU0], [CPU0, CPU1])]
+    for run in runs:
+        term = run.terms[0]  # SGD for the critics: Adam's first step is a gradient's sign
+        term.trainer = gluon.Trainer(term.weights, 'sgd', {'learning_rate': 0.01})
+    for run in runs[1:]:
+        for name, a, b in (('model', runs[0].save_block, run.save_block),
+                           ('critics', runs[0].terms[0].critics, run.terms[0].critics),
+                           ('hint', runs[0].terms[1].connectors, run.terms[1].connectors)):
+            path = str(tmp_path / (name + '.params'))
+            a.save_parameters(path)
+            b.load_parameters(path, ctx=run.ctx)
+    loader = runs[0].family.train_loader(train_set, runs[0], (SHORT, 160), 2, seed=3)
+    loader.set_epoch(0)
+    half = next(iter(loader))
+    doubled = tuple((mx.nd.concat(e[0], e[0], dim=0),) for e in half)
+    shards = tuple((e[0], e[0]) for e in half)
+
+    losses_one, (one,) = _step_changes(runs[0], doubled)
+    _, (noise,) = _step_changes(runs[1], half)
+    losses_two, two = _step_changes(runs[2], shards)
+    for key in FASTER_RCNN.loss_names + ('Loss_G', 'Loss_hint', 'Loss_soft', 'Loss_D_real'):
+        np.testing.assert_allclose(losses_two[key], losses_one[key], rtol=5e-3, atol=1e-4,
+                                   err_msg=key)
+    for block in one:
+        compared = []
+        for k, ref in one[block].items():
+            np.testing.assert_array_equal(two[0][block][k], two[1][block][k], err_msg=k)
+            size = np.linalg.norm(ref)
+            if size == 0 or np.linalg.norm(noise[block][k] - ref) > 0.01 * size:
+                continue
+            error = np.linalg.norm(two[0][block][k] - ref) / size
+            assert error < 0.02, '{} {}: update differs by {:.1%}'.format(block, k, error)
+            compared.append(k)
+        assert len(compared) >= (20 if block == 'model' else 3), (block, compared)
+        if block == 'model':
+            assert any(k.startswith('head.rpn') for k in compared)
+            assert any('predictor' in k for k in compared)
+            assert any(k.startswith('backbone') for k in compared)
+
+
+# ------------------------------------------------------------------------ bad input
+
+def test_teacher_params_that_do_not_fit(root, teacher):
+    proc = run_script('train_gankd_faster_rcnn.py', '--teacher', 'resnet34_v1b', '--student',
+                      TEACHER, '--teacher-params', teacher, '--dataset-root', root, *FLAGS)
+    assert_one_line_error(proc, teacher, 'parameter')
+
+
+def test_uneven_batch_and_missing_data_are_one_line(root, teacher, tmp_path):
+    proc = run_script('train_gankd_faster_rcnn.py', '--teacher', TEACHER, '--student', TEACHER,
+                      '--teacher-params', teacher, '--dataset-root', root, *FLAGS[:-2],
+                      '--batch-size', 3, '--cpu-contexts', 2)
+    assert_one_line_error(proc, '--batch-size 3', '2 devices')
+    missing = tmp_path / 'nowhere'
+    proc = run_script('train_faster_rcnn.py', '--network', TEACHER, '--dataset-root', missing,
+                      *FLAGS)
+    assert_one_line_error(proc, str(missing), 'VOC2007/')
+    proc = run_script('eval_voc.py', '--params', str(tmp_path / 'none.params'), '--dataset-root',
+                      root)
+    assert_one_line_error(proc, 'none.params')
