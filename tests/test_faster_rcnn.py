@@ -493,3 +493,37 @@ def test_uneven_batch_and_missing_data_are_one_line(root, teacher, tmp_path):
     proc = run_script('eval_voc.py', '--params', str(tmp_path / 'none.params'), '--dataset-root',
                       root)
     assert_one_line_error(proc, 'none.params')
+
+
+def test_two_workers_on_parameter_server_end_with_identical_parameters(root, teacher,
+                                                                      tmp_path):
+    """``--kvstore dist_sync`` with a scheduler, a server and two workers on 127.0.0.1:
+    each worker trains GAN-KD on its half of the images; both end with the same student,
+    head and critics."""
+    import glob
+    import sys
+    from conftest import ROOT
+    from test_distributed import _parameter_server
+    prefix = str(tmp_path / 'dist')
+    train = [sys.executable, str(ROOT / 'scripts' / 'train_gankd_faster_rcnn.py'),
+             '--teacher', TEACHER, '--student', TEACHER, '--teacher-params', teacher,
+             '--dataset-root', root, '--epochs', '1', '--kvstore', 'dist_sync',
+             '--distill', 'gan,soft', '--save-prefix', prefix, '--lr', '0.01'] + \
+        [str(f) for f in FLAGS]
+    logs = _parameter_server(tmp_path, train)
+    assert any('worker 1 of 2: reads 1/2 of the training set' in l for l in logs)
+    pairs = [(prefix + '_last.params', prefix + '_worker1_last.params')]
+    pairs += [tuple(sorted(glob.glob(p + '_ckpt/epoch*/critics.params'))[-1]
+                    for p in (prefix, prefix + '_worker1'))]
+    for file_a, file_b in pairs:
+        a, b = mx.nd.load(file_a), mx.nd.load(file_b)
+        # BatchNorm's running statistics are each worker's own (it sees other images).
+        trained = [k for k in a if not any(s in k for s in ('running_', 'moving_'))]
+        assert a.keys() == b.keys() and len(trained) > (8 if 'critics' in file_a else 50)
+        for k in trained:
+            np.testing.assert_allclose(a[k].asnumpy(), b[k].asnumpy(), rtol=1e-5, atol=1e-6,
+                                       err_msg='{}: {}'.format(file_a, k))
+    # And training moved them: the head started as the teacher's.
+    start, end = mx.nd.load(teacher), mx.nd.load(prefix + '_last.params')
+    assert not np.allclose(start['rpn.conv1.0.weight'].asnumpy(),
+                           end['head.rpn.conv1.0.weight'].asnumpy())
