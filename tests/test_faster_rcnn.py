@@ -527,3 +527,45 @@ def test_two_workers_on_parameter_server_end_with_identical_parameters(root, tea
     start, end = mx.nd.load(teacher), mx.nd.load(prefix + '_last.params')
     assert not np.allclose(start['rpn.conv1.0.weight'].asnumpy(),
                            end['head.rpn.conv1.0.weight'].asnumpy())
+
+
+def test_eval_coco_reads_a_faster_rcnn_params_file(tmp_path, teacher):
+    """COCO AP of a Faster R-CNN: its boxes are already in each image's pixels (no
+    rescaling by an input size, unlike SSD's square inputs), on 128 px images resized
+    to a short side of 96."""
+    import re
+    coco = tmp_path / 'coco'
+    make_synthetic_voc(str(coco), num_train=2, num_test=3, image_size=128, seed=4,
+                       coco_json=True)
+    proc = run_script('eval_coco.py', '--params', teacher, '--dataset-root', coco,
+                      '--batch-size', 2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert re.fullmatch(r'mAP=[\d.]+', lines[-1]) and re.fullmatch(r'AP50=[\d.]+', lines[-2])
+
+
+def test_a_faster_rcnn_grid_runs_the_faster_rcnn_scripts_with_their_flags(tmp_path):
+    """A reproduction grid of the Faster R-CNN family: teachers and baselines through
+    train_faster_rcnn.py, students through train_gankd_faster_rcnn.py, every flag checked
+    by those scripts' parsers (a Table 3 preset is a Benchmark with family='faster_rcnn')."""
+    from gankd.experiments.grid import Grid, METHODS, plan
+    grid = Grid(name='t3', dataset_root=str(tmp_path), teachers=('none', 'resnet50_v1b'),
+                students=('resnet18_v1b',), methods=('gan', 'hint+soft+bounded'), seeds=(0,),
+                teacher_flags={'epochs': 3, 'roi-mode': 'pool', 'data-shape': 192},
+                student_flags={'epochs': 2, 'gan-epochs': 1, 'roi-mode': 'pool',
+                               'num-sample': 32},
+                out=str(tmp_path / 'r.json'), work_dir=str(tmp_path / 'w'),
+                methods_flags=dict(METHODS, **{'hint+soft+bounded': (
+                    '--distill', 'hint,soft,bounded')}), family='faster_rcnn')
+    cells = plan(grid)
+    scripts = {c.key: os.path.basename(c.command[1]) for c in cells}
+    assert scripts == {'teacher/resnet50_v1b/seed233': 'train_faster_rcnn.py',
+                       'resnet18_v1b/none/baseline/seed0': 'train_faster_rcnn.py',
+                       'resnet18_v1b/resnet50_v1b/gan/seed0': 'train_gankd_faster_rcnn.py',
+                       'resnet18_v1b/resnet50_v1b/hint+soft+bounded/seed0':
+                           'train_gankd_faster_rcnn.py'}
+    baseline = [c for c in cells if c.role == 'baseline'][0]
+    assert '--gan-epochs' not in baseline.command and '--num-sample' in baseline.command
+    bad = Grid(**dict(grid.__dict__, teacher_flags={'augment': 'light'}))
+    with pytest.raises(GankdError, match='augment'):
+        plan(bad)

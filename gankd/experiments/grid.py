@@ -2,10 +2,11 @@
 
 A grid is students x teachers x methods x seeds. Each cell is one training command:
 ``scripts/train_ssd.py`` for teachers and baselines, ``scripts/train_gankd_ssd.py`` for
-distilled students, every flag checked with the script's own parser before anything
-trains. :func:`plan` puts the teachers first, then student by student (a control's
-student first), seed by seed, its baseline and its distilled versions: a grid stopped
-early has whole students.
+distilled students (for a Faster R-CNN grid, ``train_faster_rcnn.py`` and
+``train_gankd_faster_rcnn.py``: :data:`TRAIN_SCRIPTS`), every flag checked with the
+script's own parser before anything trains. :func:`plan` puts the teachers first, then
+student by student (a control's student first), seed by seed, its baseline and its
+distilled versions: a grid stopped early has whole students.
 """
 import os
 import sys
@@ -15,8 +16,8 @@ from typing import Dict, List, Optional, Tuple
 
 from ..errors import GankdError
 
-__all__ = ['METHODS', 'BASELINE', 'RANDOM_SUFFIX', 'Grid', 'Cell', 'flag_list',
-           'teacher_network', 'plan']
+__all__ = ['METHODS', 'BASELINE', 'RANDOM_SUFFIX', 'TRAIN_SCRIPTS', 'Grid', 'Cell',
+           'flag_list', 'teacher_network', 'plan']
 
 # The repository (gankd/experiments/ is two levels down), whose scripts the cells run.
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +40,10 @@ METHODS: Dict[str, Tuple[str, ...]] = {
 }
 #: The method name of plain-SSD students (teacher 'none').
 BASELINE = 'baseline'
+
+#: Training scripts of each detector family: (plain, distillation).
+TRAIN_SCRIPTS = {'ssd': ('train_ssd.py', 'train_gankd_ssd.py'),
+                 'faster_rcnn': ('train_faster_rcnn.py', 'train_gankd_faster_rcnn.py')}
 
 
 @dataclass
@@ -79,6 +84,8 @@ class Grid:
         distilled alike, so a cell's students still share everything).
     student_seeds : dict
         Student -> its seeds, instead of ``seeds`` (a costly control's student).
+    family : str
+        The detector family of every cell (:data:`TRAIN_SCRIPTS`).
     """
     name: str
     dataset_root: str
@@ -99,6 +106,14 @@ class Grid:
     teacher_students: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
     student_overrides: Dict[str, Dict[str, object]] = field(default_factory=dict)
     student_seeds: Dict[str, Tuple[int, ...]] = field(default_factory=dict)
+    family: str = 'ssd'
+
+    def script(self, distill):
+        """The training script of the grid's family, plain or distillation."""
+        if self.family not in TRAIN_SCRIPTS:
+            raise GankdError('unknown detector family {!r}; known: {}'.format(
+                self.family, ', '.join(TRAIN_SCRIPTS)))
+        return str(SCRIPTS / TRAIN_SCRIPTS[self.family][int(bool(distill))])
 
     def all_students(self):
         """The students in run order: first those only some methods name (a control's
@@ -169,18 +184,18 @@ def flag_list(flags):
     return out
 
 
-def _known_flags(distill):
+def _known_flags(distill, family='ssd'):
     """Long option names (without ``--``) of a training script's parser."""
     from ..cli import training_parser
-    parser = training_parser('check', distill=distill)
+    parser = training_parser('check', distill=distill, family=family)
     return {s[2:] for a in parser._actions for s in a.option_strings if s.startswith('--')}
 
 
-def _check_command(command, distill, what):
+def _check_command(command, distill, what, family='ssd'):
     """Parse a training command's flags with the script's own parser, so a bad flag is
     one error before anything trains instead of one failed cell per training."""
     from ..cli import training_parser
-    parser = training_parser('check', distill=distill)
+    parser = training_parser('check', distill=distill, family=family)
 
     def error(message):
         raise GankdError('{}: {}'.format(what, message))
@@ -211,7 +226,7 @@ def _teacher_cell(grid, net):
     if net.endswith(RANDOM_SUFFIX):
         flags = {k: v for k, v in flags.items() if k not in ('epochs', 'val-interval')}
         flags['epochs'] = 0
-    command = [sys.executable, str(SCRIPTS / 'train_ssd.py'), '--network',
+    command = [sys.executable, grid.script(distill=False), '--network',
                teacher_network(net), '--dataset-root', grid.dataset_root,
                '--save-prefix', prefix, '--seed', str(grid.teacher_seed),
                '--resume', 'auto'] + flag_list(flags)
@@ -233,13 +248,13 @@ def _student_cell(grid, student, teacher_cell, method, seed, plain_flags):
     student_flags = dict(grid.student_flags, **grid.student_overrides.get(student, {}))
     if teacher_cell is None:
         flags = {k: v for k, v in student_flags.items() if k in plain_flags}
-        command = [sys.executable, str(SCRIPTS / 'train_ssd.py'), '--network', student] + \
+        command = [sys.executable, grid.script(distill=False), '--network', student] + \
             common + flag_list(flags)
     else:
         extra = list(grid.methods_flags[method])
         # A method's own value of a student flag (an ablation's --gan-epochs 4) replaces it.
         flags = {k: v for k, v in student_flags.items() if '--' + k not in extra}
-        command = [sys.executable, str(SCRIPTS / 'train_gankd_ssd.py'), '--teacher',
+        command = [sys.executable, grid.script(distill=True), '--teacher',
                    teacher_network(teacher), '--teacher-params', teacher_cell.params,
                    '--student', student] + common + flag_list(flags) + extra
     params = '{}_{}.params'.format(prefix, grid.select)
@@ -263,7 +278,7 @@ def plan(grid):
         raise GankdError('unknown method(s) {}; known: {} (or define one with --method '
                          'NAME=FLAGS)'.format(', '.join(unknown), ', '.join(grid.methods_flags)))
     # Flags only the distillation script knows (--gan-epochs) mean nothing to a baseline.
-    plain_flags = _known_flags(distill=False)
+    plain_flags = _known_flags(distill=False, family=grid.family)
     teachers = [_teacher_cell(grid, t) for t in grid.teachers if t != 'none']
     cells = list(teachers)
     for student in grid.all_students():
@@ -277,5 +292,5 @@ def plan(grid):
                                                    plain_flags))
     for cell in cells:
         if cell.command:
-            _check_command(cell.command, cell.role == 'distill', cell.key)
+            _check_command(cell.command, cell.role == 'distill', cell.key, grid.family)
     return cells

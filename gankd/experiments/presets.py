@@ -65,6 +65,9 @@ class Benchmark:
         Student -> flags replacing ``student_flags`` for that student's cells.
     student_seeds : dict
         Student -> its seeds instead of ``seeds`` (a costly control's student).
+    family : str
+        The detector family (``'ssd'``, ``'faster_rcnn'``): which training scripts the
+        cells run and which networks teachers and students may name.
     """
     name: str
     data: SyntheticSpec
@@ -82,6 +85,7 @@ class Benchmark:
     teacher_students: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
     student_overrides: Dict[str, Dict[str, object]] = field(default_factory=dict)
     student_seeds: Dict[str, Tuple[int, ...]] = field(default_factory=dict)
+    family: str = 'ssd'
 
 
 # ---------------------------------------------------------------------------------------

@@ -124,12 +124,17 @@ def _parse_pairs(items, what):
     return pairs
 
 
-def _check_networks(names, what):
-    from ..detectors.ssd.model import FEATURE_LAYERS
-    bad = [n for n in names if n != 'none' and teacher_network(n) not in FEATURE_LAYERS]
+def _check_networks(names, what, family='ssd'):
+    if family == 'faster_rcnn':
+        from ..detectors.faster_rcnn.model import BASE_NETWORKS, ZOO_PRESETS
+        known = list(BASE_NETWORKS) + sorted(ZOO_PRESETS)
+    else:
+        from ..detectors.ssd.model import FEATURE_LAYERS
+        known = list(FEATURE_LAYERS)
+    bad = [n for n in names if n != 'none' and teacher_network(n) not in known]
     if bad:
         raise GankdError('{}: unknown network(s) {}; known: {}'.format(
-            what, ', '.join(bad), ', '.join(FEATURE_LAYERS)))
+            what, ', '.join(bad), ', '.join(known)))
 
 
 def preset_data(bench, work_dir, dry_run):
@@ -190,8 +195,9 @@ def grid_from_args(args):
         bench.methods if bench else ('gan',))
     seeds = _split_list(args.seeds, '--seeds', int) if args.seeds else (
         bench.seeds if bench else (0,))
-    _check_networks(teachers, '--teachers')
-    _check_networks(students, '--students')
+    family = bench.family if bench else 'ssd'
+    _check_networks(teachers, '--teachers', family)
+    _check_networks(students, '--students', family)
     methods_flags = dict(METHODS, **(bench.method_flags if bench else {}))
     for mname, text in _parse_pairs(args.method, '--method').items():
         if not _NAME.match(mname) or mname == BASELINE:
@@ -229,7 +235,8 @@ def grid_from_args(args):
                 teacher_methods=dict(bench.teacher_methods) if bench else {},
                 teacher_students=dict(bench.teacher_students) if bench else {},
                 student_seeds=dict(bench.student_seeds) if bench else {},
-                student_overrides=dict(bench.student_overrides) if bench else {})
+                student_overrides=dict(bench.student_overrides) if bench else {},
+                family=family)
 
 
 def main(argv=None):
