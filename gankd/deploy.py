@@ -75,6 +75,11 @@ def load_inference_graph(params_file, ctx=mx.cpu(), raw=False):
         The metadata and the block (trained weights, not yet hybridised).
     """
     meta, backbone, head = load_detector(params_file, ctx)
+    if meta.get('family', 'ssd') != 'ssd':
+        # The graphs here are SSD's (one hybridised graph, fixed square input).
+        raise GankdError('{} is a {} detector: export, demo and inference benchmarks take '
+                         'SSDs only (eval_voc.py and eval_coco.py evaluate it)'.format(
+                             params_file, meta['family']))
     return meta, (RawGraph if raw else InferenceGraph)(backbone, head)
 
 

@@ -145,6 +145,10 @@ def test_plain_training_writes_params_that_eval_voc_evaluates(root, tmp_path):
     last = ev.stdout.strip().splitlines()[-1]
     assert abs(float(last[len('mAP='):]) - record['mAP']) < 1e-4
     assert '(4 test images)' in ev.stdout
+    # Export is SSD's: refused in one line, not a traceback.
+    ex = run_script('export.py', '--params', prefix + '_best.params', '--out',
+                    str(tmp_path / 'export'))
+    assert_one_line_error(ex, 'faster_rcnn detector', 'SSDs only')
 
 
 # ---------------------------------------------------------------- GAN-KD training
