@@ -367,6 +367,15 @@ def test_an_image_without_objects_trains_as_background(rig, root):
     positives = preds[1].positives().asnumpy()
     assert positives[0].sum() == 0 and positives[1].sum() > 0
     assert all(math.isfinite(v[0].asscalar()) for v in parts.values())
+    # A device whose images all lack objects (labels padded to zero rows).
+    batch = TrainBatchify(net, 1)([empty, empty])
+    assert batch[1][0].shape[1] == 0
+    _, (targets,) = d['family'].unpack(batch, [CPU0])
+    with autograd.record():
+        preds = d['family'].forward_train(d['s_head'], d['backbone'](targets.image), targets)
+        _, parts = d['family'].task_loss([preds], [targets])
+    assert preds[1].positives().sum().asscalar() == 0
+    assert all(math.isfinite(v[0].asscalar()) for v in parts.values())
 
 
 # ------------------------------------------------------------------ resume, devices

@@ -227,6 +227,10 @@ class FasterRCNNFamily(DetectorFamily):
         xs, targets = [], []
         for c, x, y, cls_t, box_t, mask_t, s in zip(ctx, images, labels, rpn_cls, rpn_box,
                                                     rpn_mask, seeds):
+            if y.shape[1] == 0:
+                # No image of the device has objects: one padding row (MXNet 1.x takes a
+                # zero-size axis for an unknown one).
+                y = -mx.nd.ones((y.shape[0], 1, y.shape[2]), ctx=y.context)
             num_gt = (y.slice_axis(axis=-1, begin=4, end=5) >= 0).sum(axis=(1, 2))
             x = x.as_in_context(c)
             xs.append(x)
