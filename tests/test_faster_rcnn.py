@@ -125,6 +125,52 @@ def test_student_adapter_and_stride_check(fr_classes):
         check_geometry([(256, 6, 6)], [(256, 3, 3)], 'resnet18_v1b', 't')
 
 
+def test_head_and_loss_are_gluoncvs_training_forward_and_loss(root, fr_classes):
+    """The head's training forward on the backbone's map is GluonCV's ``FasterRCNN``
+    training forward (same proposals sampled, given the image's seed), and the task
+    loss is the loss of GluonCV's ``train_faster_rcnn.py`` on its outputs (one image)."""
+    family = FASTER_RCNN
+    cfg = family.config(TEACHER, SHORT, fr_classes, **TINY)
+    net = family.build(cfg, CPU0)
+    backbone, head = family.split(net)
+    train_set, _, _ = voc_datasets(root)
+    run = SimpleNamespace(meta=family.describe_plain(cfg), backbone=backbone, head=head,
+                          ctx=[CPU0])
+    loader = family.train_loader(train_set, run, family.data_shape(run.meta), 1, seed=3)
+    loader.set_epoch(0)
+    _, (t,) = family.unpack(next(iter(loader)), [CPU0])
+    with autograd.record():
+        preds = family.forward_train(head, backbone(t.image), t)
+        _, parts = family.task_loss([preds], [t])
+        mx.random.seed(t.seeds[0], ctx=CPU0)
+        label = t.label[:, :t.num_gt[0]]
+        (cls_pred, box_pred, roi, _, _, rpn_score, rpn_box, _, cls_targets, box_targets,
+         box_masks, _) = net(t.image, label[:, :, :4], label[:, :, 4:5])
+    np.testing.assert_array_equal(preds[1].rois.asnumpy(), roi.asnumpy())
+    np.testing.assert_array_equal(preds[1].cls_targets.asnumpy(), cls_targets.asnumpy())
+    np.testing.assert_allclose(preds[1].cls_logits.asnumpy(), cls_pred.asnumpy(), rtol=1e-4,
+                               atol=1e-5)
+    # GluonCV's train_faster_rcnn.py, one image per device.
+    rpn_cls_t, rpn_box_t, rpn_mask = t.rpn_cls, t.rpn_box, t.rpn_mask
+    score = rpn_score.squeeze(axis=-1)
+    num_rpn = (rpn_cls_t >= 0).sum()
+    num_rcnn = (cls_targets >= 0).sum()
+    expected = {
+        'RPN_Conf': gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False)(
+            score, rpn_cls_t, rpn_cls_t >= 0) * rpn_cls_t.size / num_rpn,
+        'RPN_SmoothL1': gluon.loss.HuberLoss(rho=1 / 9.)(rpn_box, rpn_box_t, rpn_mask) *
+        rpn_box.size / num_rpn,
+        'RCNN_CrossEntropy': gluon.loss.SoftmaxCrossEntropyLoss()(
+            cls_pred, cls_targets, cls_targets.expand_dims(-1) >= 0) * cls_targets.size /
+        num_rcnn,
+        'RCNN_SmoothL1': gluon.loss.HuberLoss()(box_pred, box_targets, box_masks) *
+        box_pred.size / num_rcnn}
+    for name, value in expected.items():
+        assert abs(parts[name][0].asscalar() - value.sum().asscalar()) <= 1e-4 * max(
+            1e-3, abs(value.sum().asscalar())), name
+    assert preds[1].positives().sum().asscalar() > 0
+
+
 # ------------------------------------------------------------------ plain training
 
 def test_plain_training_writes_params_that_eval_voc_evaluates(root, tmp_path):
