@@ -64,18 +64,20 @@ def _history(prefix):
 
 # ------------------------------------------------------------------------ presets
 
-def test_zoo_preset_has_gluoncvs_parameters_and_small_presets_fit_their_anchors():
-    """The model-zoo preset is GluonCV's own network (same parameter names and shapes,
-    so model-zoo weights load); a preset asking for more proposals than a small image has
-    anchors is refused before MXNet fails on it."""
+@pytest.mark.parametrize('preset', ['faster_rcnn_resnet50_v1b_voc',
+                                    'faster_rcnn_resnet101_v1d_voc'])
+def test_zoo_preset_has_gluoncvs_parameters_and_small_presets_fit_their_anchors(preset):
+    """A model-zoo preset is GluonCV's own network (same parameter names and shapes, so
+    model-zoo weights load, and the same trained parameters); a preset asking for more
+    proposals than a small image has anchors is refused before MXNet fails on it."""
     from gluoncv.model_zoo import get_model
     from gluoncv.data import VOCDetection
     classes = list(VOCDetection.CLASSES)
-    cfg = FASTER_RCNN.config('faster_rcnn_resnet50_v1b_voc', 600, classes)
+    cfg = FASTER_RCNN.config(preset, 600, classes)
     assert cfg['rpn_train_post_nms'] == 2000 and cfg['frozen_bn'] and cfg['max_size'] == 1000
     # Parameter shapes do not depend on the input size: build both small.
     ours = FASTER_RCNN.build(dict(cfg, short=128, max_size=160), mx.cpu())
-    theirs = get_model('faster_rcnn_resnet50_v1b_voc', pretrained=False, pretrained_base=False)
+    theirs = get_model(preset, pretrained=False, pretrained_base=False)
     theirs.initialize()
     with autograd.predict_mode():
         theirs(mx.nd.zeros((1, 3, 128, 128)))
@@ -89,7 +91,7 @@ def test_zoo_preset_has_gluoncvs_parameters_and_small_presets_fit_their_anchors(
         == {k for k, v in theirs._collect_params_with_prefix().items()
             if v.name in selected and not isinstance(v, gluon.Constant)}
     with pytest.raises(GankdError, match='anchors'):
-        FASTER_RCNN.config('faster_rcnn_resnet50_v1b_voc', 64, classes)
+        FASTER_RCNN.config(preset, 64, classes)
     with pytest.raises(GankdError, match='pool'):
         FASTER_RCNN.config(TEACHER, SHORT, classes, roi_mode='max')
     with pytest.raises(GankdError, match='no model option'):

@@ -196,6 +196,8 @@ def build_faster_rcnn(base, preset, classes, dataset, short, max_size, roi_mode,
             roi_mode=roi_mode, roi_size=tuple(roi_size), per_device_batch_size=1,
             **{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
     frcnn.initialize(ctx=ctx)
+    # ImageNet weights were loaded on the CPU before: every parameter to the run's devices.
+    frcnn.collect_params().reset_ctx(ctx)
     ctx0 = ctx[0] if isinstance(ctx, (list, tuple)) else ctx
     # Deferred shapes (the predictors' inputs) are resolved by one inference pass.
     with autograd.predict_mode():

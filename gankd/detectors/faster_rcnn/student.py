@@ -127,6 +127,7 @@ def build_student(base, short, teacher_features, adapt='mismatch', frozen_bn=Fal
     student = StudentBackbone(base, teacher_shapes[0][0], student_shapes[0][0], adapt=adapt,
                               frozen_bn=frozen_bn, pretrained_base=pretrained_base)
     student.initialize(ctx=ctx)
+    student.collect_params().reset_ctx(ctx)  # ImageNet weights were loaded on the CPU
     with autograd.predict_mode():
         student(mx.nd.zeros((1, 3, short, short), ctx=ctx[0]))
     if not pretrained_base:
