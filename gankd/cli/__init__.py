@@ -225,7 +225,7 @@ def _datasets(args):
         seconds = check_dataset(train_set) + check_dataset(val_set)
     metric = None
     if args.dataset == 'coco':
-        from ..data.coco import COCOMetric
+        from ..eval.metrics import COCOMetric
         metric = COCOMetric(val_set, args.data_shape)
     return train_set, val_set, classes, metric, seconds
 
