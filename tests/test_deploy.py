@@ -15,16 +15,18 @@ import pytest
 from conftest import DATA_SHAPE, STUDENT, TEACHER, run_script
 from gankd.detectors.detector import load_detector
 
-# The fresh process: MXNet alone, no gankd (nor GluonCV) importable from its cwd or path.
+# The fresh process: MXNet alone. gankd is installed (editable) in this environment, so the
+# process blocks its import before anything else: the export must load without it.
 LOAD_EXPORT = '''
 import sys
+sys.modules['gankd'] = None  # any import of gankd now raises ImportError
 import numpy as np
 import mxnet as mx
 net = mx.gluon.SymbolBlock.imports(sys.argv[1] + '-symbol.json', ['data'],
                                    sys.argv[1] + '-0000.params')
 ids, scores, bboxes = net(mx.nd.array(np.load(sys.argv[2])))
 np.savez(sys.argv[3], ids=ids.asnumpy(), scores=scores.asnumpy(), bboxes=bboxes.asnumpy())
-assert 'gankd' not in sys.modules
+assert sys.modules['gankd'] is None
 try:
     import gankd  # noqa: F401
     print('gankd importable')

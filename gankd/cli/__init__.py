@@ -338,7 +338,7 @@ def train_from_args(args, distill, family=None):
     shape = run.family.data_shape(run.meta)
     metric = None
     if args.dataset == 'coco':
-        from ..data.coco import COCOMetric
+        from ..eval.metrics import COCOMetric
         metric = COCOMetric(val_set, run.family.metric_shape(run.meta))
     prefix = args.save_prefix or 'params/' + run.meta['name']
     if dist.rank > 0:

@@ -148,7 +148,7 @@ class DetectorFamily(object):
 
     # --------------------------------------------------------------------- data
     def train_loader(self, dataset, run, data_shape, batch_size, num_workers=0, augment='ssd',
-                     num_parts=1, part_index=0, seed=0):
+                     num_parts=1, part_index=0, seed=0, shuffle=True):
         """Batches for :meth:`unpack`, with the targets the task loss needs."""
         raise NotImplementedError
 

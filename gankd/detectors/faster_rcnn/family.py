@@ -200,14 +200,14 @@ class FasterRCNNFamily(DetectorFamily):
 
     # --------------------------------------------------------------------- data
     def train_loader(self, dataset, run, data_shape, batch_size, num_workers=0, augment=None,
-                     num_parts=1, part_index=0, seed=0):
+                     num_parts=1, part_index=0, seed=0, shuffle=True):
         if augment not in (None, 'gluoncv'):
             raise GankdError("Faster R-CNN trains with GluonCV's own augmentation (resize "
                              "and flip); --augment {} is SSD's".format(augment))
         short, max_size = self.data_shape(run.meta)
         return train_loader(dataset, target_net(run.backbone, run.head), short, max_size,
                             batch_size, len(run.ctx), num_workers, seed=seed,
-                            num_parts=num_parts, part_index=part_index)
+                            shuffle=shuffle, num_parts=num_parts, part_index=part_index)
 
     def val_loader(self, dataset, data_shape, batch_size, num_workers=0):
         if isinstance(data_shape, (list, tuple)):

@@ -120,11 +120,12 @@ class SSDFamily(DetectorFamily):
 
     # --------------------------------------------------------------------- data
     def train_loader(self, dataset, run, data_shape, batch_size, num_workers=0, augment='ssd',
-                     num_parts=1, part_index=0, seed=0):
+                     num_parts=1, part_index=0, seed=0, shuffle=True):
         return train_loader(dataset, self.anchors(run.backbone, run.head, data_shape,
                                                   run.ctx[0]),
                             data_shape, batch_size, num_workers, augment=augment,
-                            num_parts=num_parts, part_index=part_index, seed=seed)
+                            num_parts=num_parts, part_index=part_index, seed=seed,
+                            shuffle=shuffle)
 
     def val_loader(self, dataset, data_shape, batch_size, num_workers=0):
         return val_loader(dataset, data_shape, batch_size, num_workers)
