@@ -590,19 +590,25 @@ def test_two_workers_on_parameter_server_end_with_identical_parameters(root, tea
                            end['head.rpn.conv1.0.weight'].asnumpy())
 
 
-def test_eval_coco_reads_a_faster_rcnn_params_file(tmp_path, teacher):
-    """COCO AP of a Faster R-CNN: its boxes are already in each image's pixels (no
-    rescaling by an input size, unlike SSD's square inputs), on 128 px images resized
-    to a short side of 96."""
+def test_coco_training_and_eval_coco_of_a_faster_rcnn(tmp_path):
+    """COCO AP of a Faster R-CNN, from the training loop and from eval_coco.py alike: its
+    boxes are already in each image's pixels (no rescaling by an input size, unlike
+    SSD's square inputs), here 128 px images resized to a short side of 96."""
     import re
     coco = tmp_path / 'coco'
     make_synthetic_voc(str(coco), num_train=2, num_test=3, image_size=128, seed=4,
                        coco_json=True)
-    proc = run_script('eval_coco.py', '--params', teacher, '--dataset-root', coco,
-                      '--batch-size', 2)
+    prefix = str(tmp_path / 'coco_run')
+    proc = run_script('train_faster_rcnn.py', '--network', TEACHER, '--dataset', 'coco',
+                      '--dataset-root', coco, '--epochs', 1, '--save-prefix', prefix, *FLAGS)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (record,) = _history(prefix)
+    proc = run_script('eval_coco.py', '--params', prefix + '_last.params', '--dataset-root',
+                      coco, '--batch-size', 2)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
     assert re.fullmatch(r'mAP=[\d.]+', lines[-1]) and re.fullmatch(r'AP50=[\d.]+', lines[-2])
+    assert abs(float(lines[-1][4:]) - record['mAP']) < 1e-4
 
 
 def test_a_faster_rcnn_grid_runs_the_faster_rcnn_scripts_with_their_flags(tmp_path):
