@@ -9,6 +9,8 @@ spends beyond their sum is the loop's overhead: composing the objective, copies 
 devices, the one loss sync per iteration. (Timing the parts trains the run's student and
 critics a few steps; the weights do not change what a step costs.)
 """
+import statistics
+
 import mxnet as mx
 from mxnet import autograd
 
@@ -19,8 +21,17 @@ from .loop import train_step
 __all__ = ['time_iteration_and_parts', 'time_plain_step_against_gluoncv']
 
 
-def _median(fn, repeats):
-    return median_seconds(fn, repeats, warmup=2)
+def _medians(fns, repeats, warmup=2):
+    """Median seconds of each function, timed in turn within every round: a machine whose
+    speed drifts (shared cores) shifts all of them alike, not one."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(median_seconds(fn, 1, warmup=0))
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def time_iteration_and_parts(run, batch, repeats=10):
@@ -82,10 +93,10 @@ def time_iteration_and_parts(run, batch, repeats=10):
             losses = [l for term in run.terms for l in term.losses(caps)]
         autograd.backward(losses)
 
-    parts = {'student_step': _median(student_part, repeats),
-             'teacher_fwd': _median(teacher_part, repeats),
-             'terms': _median(terms_part, repeats)}
-    iteration = _median(lambda: train_step(run, batch, distill=True), repeats)
+    parts = _medians({'student_step': student_part, 'teacher_fwd': teacher_part,
+                      'terms': terms_part,
+                      'iteration': lambda: train_step(run, batch, distill=True)}, repeats)
+    iteration = parts.pop('iteration')
     total_parts = sum(parts.values())
     return dict(parts, iteration=iteration, sum_of_parts=total_parts,
                 ratio=iteration / total_parts)
@@ -139,6 +150,6 @@ def time_plain_step_against_gluoncv(run, batch, repeats=10):
         ce_metric.update(0, [l * batch_size for l in cls_loss])
         smoothl1_metric.update(0, [l * batch_size for l in box_loss])
 
-    gluoncv = _median(gluoncv_step, repeats)
-    ours = _median(lambda: train_step(run, batch, distill=False), repeats)
-    return {'gankd_step': ours, 'gluoncv_step': gluoncv, 'ratio': ours / gluoncv}
+    times = _medians({'gluoncv_step': gluoncv_step,
+                      'gankd_step': lambda: train_step(run, batch, distill=False)}, repeats)
+    return dict(times, ratio=times['gankd_step'] / times['gluoncv_step'])
