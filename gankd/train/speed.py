@@ -128,8 +128,12 @@ def time_plain_step_against_gluoncv(run, batch, repeats=10):
     family = run.family
     net = family.build(run.meta['ssd'], run.ctx)
     net.hybridize(static_alloc=True, static_shape=True)
-    trainer = gluon.Trainer(net.collect_params(), run.trainer._optimizer.__class__.__name__
-                            .lower(), {'learning_rate': run.trainer.learning_rate})
+    # The run's optimiser and hyper-parameters (train_ssd.py: SGD, momentum 0.9, wd 5e-4).
+    opt = run.trainer._optimizer
+    settings = {'learning_rate': run.trainer.learning_rate, 'wd': opt.wd}
+    if hasattr(opt, 'momentum'):
+        settings['momentum'] = opt.momentum
+    trainer = gluon.Trainer(net.collect_params(), opt.__class__.__name__.lower(), settings)
     mbox_loss = SSDMultiBoxLoss()
     ce_metric, smoothl1_metric = mx.metric.Loss('CrossEntropy'), mx.metric.Loss('SmoothL1')
     xs, targets = family.unpack(batch, run.ctx)
