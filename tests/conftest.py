@@ -46,3 +46,26 @@ def run_script(name, *args, timeout=300, env=None, **kwargs):
     env = dict(env or os.environ, PYTHONUNBUFFERED='1')
     return subprocess.run([sys.executable, str(ROOT / 'scripts' / name)] + [str(a) for a in args],
                           capture_output=True, text=True, timeout=timeout, env=env, **kwargs)
+
+
+def assert_two_devices_update_as_one(one, two, noise, min_compared):
+    """Updates on two devices (``two``: one snapshot per device) equal the one-device
+    update ``one`` within 2%, block by block, wherever the update stands out from the
+    run-to-run ``noise``; both devices hold the same copy. ``min_compared``: block ->
+    how many parameters at least must be compared. Returns block -> compared names."""
+    import numpy as np
+    compared = {}
+    for block in one:
+        compared[block] = []
+        for k, ref in one[block].items():
+            # Both devices hold the same, updated copy.
+            np.testing.assert_array_equal(two[0][block][k], two[1][block][k], err_msg=k)
+            size = np.linalg.norm(ref)
+            if size == 0 or np.linalg.norm(noise[block][k] - ref) > 0.01 * size:
+                continue
+            error = np.linalg.norm(two[0][block][k] - ref) / size
+            assert error < 0.02, '{} {}: update differs by {:.1%}'.format(block, k, error)
+            compared[block].append(k)
+        assert len(compared[block]) >= min_compared[block], (block, compared[block])
+    return compared
+

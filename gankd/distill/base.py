@@ -11,6 +11,7 @@ from the command line as ``--distill-options TERM.OPTION=VALUE``.
 """
 import importlib
 import inspect
+import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
@@ -308,7 +309,7 @@ def build_terms(names, weights, context, options=None):
     except (TypeError, ValueError):
         raise GankdError('distillation weights must be numbers, got {}'.format(
             weights)) from None
-    bad = [w for w in weights if w != w or w in (float('inf'), float('-inf'))]
+    bad = [w for w in weights if not math.isfinite(w)]
     if bad:
         raise GankdError('distillation weights must be finite, got {}'.format(bad[0]))
     headless = [n for n in names if TERMS[n].needs_teacher_head]

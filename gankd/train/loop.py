@@ -276,8 +276,9 @@ def train_one_epoch(run, loader, epoch, distill=True, log_interval=100, logger=N
         iteration += 1
         epoch_meter.update(values)
         interval_meter.update(values)
-        samples += run.family.batch_size(batch)
-        interval_samples += run.family.batch_size(batch)
+        images = run.family.batch_size(batch)
+        samples += images
+        interval_samples += images
         if log_interval and (i + 1) % log_interval == 0:
             speed = interval_samples / max(time.time() - btic, 1e-9)
             logger.info('[Epoch {}][Batch {}], Speed: {:.3f} samples/sec, {}'.format(

@@ -167,7 +167,7 @@ def build_distill_run(teacher, student, data_shape, classes, ctx, teacher_params
     meta['distill'] = dict(zip(distill, [float(w) for w in distill_weights]))
     for term in terms:
         # Each term's settings, for reports and for resuming with the same flags.
-        meta.update(getattr(term, 'description', lambda: {})())
+        meta.update(term.description())
     # Connectors of the terms (e.g. hint's 1x1 convs) train with the student but are not
     # part of the deliverable detector; checkpoints hold them through Run.blocks().
     params = [p for p in model.collect_params().values() if p.grad_req != 'null'] + [

@@ -9,6 +9,7 @@ import mxnet as mx
 from mxnet import autograd
 from mxnet.gluon.utils import split_and_load
 
+from ...errors import GankdError
 from ..detector import Detector
 from ..family import DetectorFamily, Predictions, register_family
 from .model import (build_ssd, build_teacher, copy_head, feature_shapes, fresh_head, split_ssd,
@@ -44,7 +45,6 @@ class SSDFamily(DetectorFamily):
     # ----------------------------------------------------------------- building
     def config(self, network, data_shape, classes, dataset='voc', **options):
         if options:
-            from ...errors import GankdError
             raise GankdError('SSD has no model option {!r}'.format(sorted(options)[0]))
         return ssd_config(network, data_shape, classes, dataset)
 
@@ -91,7 +91,6 @@ class SSDFamily(DetectorFamily):
         return meta
 
     def from_description(self, meta, ctx):
-        from ...errors import GankdError
         if meta.get('kind') == 'ssd':
             net = build_ssd(ctx=ctx, **meta['ssd'])
             backbone, head = split_ssd(net)
