@@ -16,11 +16,29 @@ def resnet50_shapes():
 
 
 @pytest.mark.parametrize('student', ['mobilenet1.0', 'mobilenet0.75', 'mobilenet0.25',
-                                     'mobilenetv2_1.0', 'resnet18_v1'])
+                                     'mobilenetv2_1.0', 'resnet18_v1', 'resnet10_v1_0.25'])
 def test_student_maps_have_teacher_shapes(student, resnet50_shapes):
     backbone = build_student(student, 128, resnet50_shapes)
     maps = backbone(mx.nd.random.uniform(shape=(2, 3, 128, 128)))
     assert [tuple(m.shape) for m in maps] == [(2,) + tuple(s) for s in resnet50_shapes]
+
+
+def test_small_resnets_are_gluoncv_resnets_of_the_named_size():
+    from gluoncv.model_zoo import get_model
+    from gluoncv.model_zoo.resnet import BasicBlockV1, ResNetV1
+    net = get_model('resnet10_v1_0.25')
+    assert isinstance(net, ResNetV1)
+    blocks = [b for b in net.features if isinstance(b, mx.gluon.nn.HybridSequential)]
+    assert [len(stage) for stage in blocks] == [1, 1, 1, 1]
+    assert all(isinstance(b, BasicBlockV1) for stage in blocks for b in stage)
+    # A quarter of resnet18_v1's channels, level by level, as a plain SSD.
+    ssd = build_ssd(**ssd_config('resnet10_v1_0.25', 64, ['a', 'b']))
+    backbone, _ = split_ssd(ssd)
+    shapes = feature_shapes(backbone, 64)
+    assert [s[0] for s in shapes[:2]] == [64, 128]
+    assert [s[1] for s in shapes] == [4, 2, 1, 1, 1, 1]
+    with pytest.raises(ValueError, match='no ImageNet weights'):
+        get_model('resnet10_v1_0.25', pretrained=True)
 
 
 def test_adapters_only_where_channels_differ(resnet50_shapes):

@@ -5,6 +5,7 @@ import os
 import re
 import shutil
 import struct
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -442,3 +443,15 @@ def test_report_convergence_and_controls(tmp_path):
     learning = tmp_path / 'rep' / 'c_learning.png'
     assert learning.is_file() and _png_size(learning)[0] > 300
     assert '(c_learning.png)' in text
+
+
+def test_two_grids_sharing_a_results_file_keep_each_others_records(tmp_path):
+    # Two processes (say, one grid per core) each add 40 records to one file at once.
+    out = tmp_path / 'shared.json'
+    code = ('import sys; from gankd.experiments.results_file import save_record\n'
+            'for i in range(40):\n'
+            '    save_record(sys.argv[1], {"key": sys.argv[2] + str(i), "status": "ok"})\n')
+    procs = [subprocess.Popen([sys.executable, '-c', code, str(out), tag]) for tag in 'ab']
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    keys = {r['key'] for r in json.loads(out.read_text())['records']}
+    assert keys == {t + str(i) for t in 'ab' for i in range(40)}

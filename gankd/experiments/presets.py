@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Dict, Tuple
 
 __all__ = ['SyntheticSpec', 'Benchmark', 'MINI_VOC', 'MINI_VOC_METHODS', 'GAN_VARIANTS',
-           'MINI_VOC_ABLATION', 'MINI_VOC_CAL', 'CONTROL_HINT', 'PRESETS', 'get_preset']
+           'MINI_VOC_ABLATION', 'MINI_VOC_CAL', 'MINI_VOC_RES', 'CONTROL_HINT', 'PRESETS', 'get_preset']
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class SyntheticSpec:
     image_size: int
     seed: int = 0
     difficulty: str = 'standard'
+    classes: Tuple[str, ...] = ()  # empty: the generator's default classes
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,55 @@ MINI_VOC_CAL = Benchmark(
     teacher_seed=233,
 )
 
-PRESETS = {b.name: b for b in (MINI_VOC, MINI_VOC_METHODS, MINI_VOC_ABLATION, MINI_VOC_CAL)}
+# ---------------------------------------------------------------------------------------
+# mini-voc-res: what the second calibration (results/README.md) found measurable on 2
+# cores. MobileNets from scratch learn too slowly per iteration (mobilenet0.5: 9 mAP
+# after 750 iterations) and cost too much per iteration for 30 mAP in the budget;
+# ResNet-V1s of the same size learn several times faster (resnet10_v1_0.25, 2.7 M
+# parameters like mobilenet0.25: 30.1, 36.5, 40.6 mAP after 625, 1,250, 1,875
+# iterations). So:
+# - data: three shapes (circle, triangle, cross), 20,000 training images at 64 px
+#   (an epoch is 625 iterations at batch 32), 1,000 test images (about 2,000 boxes);
+# - teacher: resnet18_v1 (19 M parameters), trained once for 5,000 iterations, four
+#   times the students', on the same images;
+# - students: the small ResNets of gankd.detectors.backbones, cheapest first:
+#   resnet10_v1_0.25 (2.7 M), resnet10_v1_0.5 (3.7 M), resnet18_v1_0.5 (5.3 M), each
+#   for 1,250 iterations, the last 625 at a tenth of the learning rate (which settles
+#   the seeds); baseline and distilled students share every flag;
+# - methods and controls as in mini-voc-cal: GAN-KD at the default and CrossKD on every
+#   student, GAN-KD as published (adv-weight 1) and hint on the cheapest; the
+#   feature-transfer control (a resnet18_v1 student through hint alone into the frozen
+#   head) and GAN-KD from an untrained teacher on the cheapest student.
+# ---------------------------------------------------------------------------------------
+SHAPES3 = ('circle', 'triangle', 'cross')
+MINI_VOC_RES = Benchmark(
+    name='mini-voc-res',
+    description='Table 1 in miniature with small ResNet students: 20,000 easy synthetic '
+                'images of three shapes at 64 px, students trained for 1,250 iterations, '
+                'with controls.',
+    data=SyntheticSpec(num_train=20000, num_test=1000, image_size=64, seed=0,
+                       difficulty='easy', classes=SHAPES3),
+    teachers=('none', 'resnet18_v1', 'resnet18_v1@random'),
+    teacher_flags={'data-shape': 64, 'batch-size': 32, 'epochs': 8, 'lr': 1e-3,
+                   'lr-decay-epoch': '6', 'optimizer': 'adam', 'augment': 'light',
+                   'val-interval': 1, 'num-workers': 1, 'checkpoint-interval': 500},
+    students=('resnet10_v1_0.25', 'resnet10_v1_0.5', 'resnet18_v1_0.5'),
+    methods=('gan', 'crosshead', 'gan-published', 'hint', 'control-hint'),
+    method_flags={'gan-published': ('--adv-weight', '1'), 'control-hint': CONTROL_HINT},
+    method_students={'gan-published': ('resnet10_v1_0.25',), 'hint': ('resnet10_v1_0.25',),
+                     'control-hint': ('resnet18_v1',)},
+    teacher_methods={'resnet18_v1@random': ('gan',)},
+    teacher_students={'resnet18_v1@random': ('resnet10_v1_0.25',)},
+    student_seeds={'resnet18_v1': (0,)},
+    seeds=(0, 1, 2),
+    student_flags={'data-shape': 64, 'batch-size': 32, 'epochs': 2, 'lr': 1e-3,
+                   'lr-decay-epoch': '1', 'optimizer': 'adam', 'augment': 'light',
+                   'val-interval': 1, 'num-workers': 1, 'checkpoint-interval': 500},
+    teacher_seed=233,
+)
+
+PRESETS = {b.name: b for b in (MINI_VOC, MINI_VOC_METHODS, MINI_VOC_ABLATION, MINI_VOC_CAL,
+                               MINI_VOC_RES)}
 
 
 def get_preset(name):

@@ -144,6 +144,8 @@ def preset_data(bench, work_dir, dry_run):
     spec = bench.data
     want = {'num_train': spec.num_train, 'num_test': spec.num_test,
             'image_size': spec.image_size, 'seed': spec.seed, 'difficulty': spec.difficulty}
+    if spec.classes:
+        want['classes'] = list(spec.classes)
     meta_file = os.path.join(root, META_FILE)
     if os.path.exists(meta_file):
         with open(meta_file) as f:

@@ -3,6 +3,8 @@
 A re-run reads it to skip the cells whose record says ``ok``
 (:func:`done_records`), so an interrupted grid resumes where it stopped.
 """
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
@@ -48,18 +50,35 @@ def _write_atomic(path, data):
         raise
 
 
+@contextlib.contextmanager
+def _locked(path):
+    """Hold an exclusive lock on ``path + '.lock'``: grids run side by side (say, one
+    per core, ``--students`` split between them) then add their records to one file
+    without losing each other's."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.abspath(path) + '.lock', 'a') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def save_record(path, record, name=None):
     """Add ``record`` to the results at ``path``, replacing one with the same key.
 
-    The file is read again first, so records written meanwhile are kept.
+    The file is read again under a lock first, so records written meanwhile, by this
+    grid or another one sharing the file, are kept.
     """
-    data = load_results(path)
-    records = [r for r in data['records'] if r.get('key') != record['key']]
-    records.append(record)
-    data['records'] = records
-    if name:
-        data['name'] = name
-    _write_atomic(path, data)
+    with _locked(path):
+        data = load_results(path)
+        records = [r for r in data['records'] if r.get('key') != record['key']]
+        records.append(record)
+        data['records'] = records
+        if name:
+            data['name'] = name
+        _write_atomic(path, data)
 
 
 def done_records(grid, cells):
