@@ -1,13 +1,14 @@
-"""The controls of the calibrated benchmark (mini-voc-cal), at a scale CI can afford: the
-loop's own evaluation agrees with eval_voc.py, and the distillation path from a student's
-maps through its copy of the teacher's head loses nothing of the teacher.
+"""The controls of the calibrated benchmark (mini-voc-res), at a scale CI can afford: the
+loop's own evaluation agrees with eval_voc.py, the distillation path from a student's maps
+through its copy of the teacher's head loses nothing of the teacher, and a student
+trained through hint alone learns the teacher's detection from the teacher's maps (and
+learns nothing from an untrained teacher).
 
-The learning half of the feature-transfer control (a student trained through hint alone
-approaching the teacher) is measured in the preset, not here: networks trained for the
-few dozen iterations CI affords have BatchNorm running statistics far from their batch
-statistics, so their inference-mode maps are orders of magnitude off (measured: relative
-errors of 1e3 to 1e7 on the last levels of a resnet18_v1 teacher trained 30 iterations),
-and hint toward them measures that, not transfer."""
+The learning half is measured on one fixed batch, the teacher fitted to it first: at
+CI's few dozen iterations over a dataset, a teacher is barely better than a baseline of
+the same updates (measured: a resnet10_v1_0.25 teacher of 384 iterations at 14.6 mAP on
+512 images, the baseline 12.8 after 512; hint alone 9.3), so only the preset's control,
+with a teacher of 5,000 iterations, can compare mAPs."""
 import json
 
 import pytest
@@ -80,3 +81,61 @@ def test_a_student_holding_the_teachers_weights_detects_exactly_like_the_teacher
         x = batch[0].as_in_context(mx.cpu())
         for a, b in zip(t_head(t_backbone(x)), s_head(s_backbone(x))):
             np.testing.assert_array_equal(a.asnumpy(), b.asnumpy())
+
+
+def _fit_then_distil(teacher_steps, student_steps, tmp_path):
+    """Fit a resnet10_v1_0.25 teacher to one batch for ``teacher_steps``, then train a
+    student of its architecture on the same batch through hint alone (no connector,
+    detection loss weight 0) into the teacher's frozen head. Returns the teacher's last
+    detection loss and the student's per step (through that head: logged, never
+    trained on)."""
+    import mxnet as mx
+    from gankd.cli import seed_everything
+    from gankd.data.synthetic import make_synthetic_voc
+    from gankd.data.voc import voc_datasets
+    from gankd.detectors.detector import save_detector
+    from gankd.train.loop import train_step
+    from gankd.train.run import build_gankd_run, build_plain_run
+    net = 'resnet10_v1_0.25'
+    root = str(tmp_path / 'data')
+    make_synthetic_voc(root, num_train=8, num_test=2, image_size=64, seed=3,
+                       difficulty='easy', classes=['circle', 'triangle', 'cross'])
+    train_set, _, classes = voc_datasets(root)
+    seed_everything(0)
+    teacher = build_plain_run(net, DATA_SHAPE, classes, [mx.cpu()], optimizer='adam', lr=1e-3)
+    batch = next(iter(teacher.family.train_loader(train_set, teacher, DATA_SHAPE, 8, 0,
+                                                  augment='light')))
+    teacher_loss = None
+    for _ in range(teacher_steps):
+        logged = train_step(teacher, batch)
+        teacher_loss = logged['CrossEntropy'] + logged['SmoothL1']
+    params = str(tmp_path / 'teacher.params')
+    save_detector(params, teacher.save_block, teacher.meta)
+    seed_everything(1)
+    student = build_gankd_run(net, net, DATA_SHAPE, classes, [mx.cpu()], teacher_params=params,
+                              distill=['hint'], head='frozen', hint_connector='none',
+                              det_weight=0, optimizer='adam', lr=1e-3)
+    losses = []
+    for _ in range(student_steps):
+        logged = train_step(student, batch)
+        losses.append(logged['CrossEntropy'] + logged['SmoothL1'])
+    return teacher_loss, losses
+
+
+def test_hint_alone_teaches_the_student_the_teachers_detection(tmp_path):
+    """Feature-transfer control: the student never sees a label, yet its detection loss
+    through the teacher's frozen head closes most of the gap to the teacher's (measured:
+    6.36 to 0.83 in 100 steps, the teacher at 0.05). A pipeline that lost the teacher's
+    knowledge between maps, hint and head could not do this."""
+    teacher_loss, losses = _fit_then_distil(100, 100, tmp_path)
+    assert teacher_loss < 0.5
+    gap = losses[0] - teacher_loss
+    assert gap > 3
+    assert losses[-1] - teacher_loss < 0.25 * gap, (losses[0], losses[-1], teacher_loss)
+
+
+def test_an_untrained_teacher_teaches_nothing(tmp_path):
+    """Random-teacher control: the same path from an untrained teacher leaves the
+    student's detection loss where it started (measured: 16.2 to 16.9)."""
+    _, losses = _fit_then_distil(0, 60, tmp_path)
+    assert losses[-1] > 0.8 * losses[0], losses

@@ -10,8 +10,8 @@ def test_quickstart_tiny_prints_three_maps(tmp_path):
     proc = run_script('quickstart.py', '--out', out, '--preset', 'tiny', '-j', 0, timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = proc.stdout
-    row = re.search(r'^\| mobilenet0\.25 \| ([\d.]+) \| ([\d.]+) \| ([+-][\d.]+) \|$', text, re.M)
-    teacher = re.search(r'^teacher resnet18_v1 alone: ([\d.]+) mAP$', text, re.M)
+    row = re.search(r'^\| resnet10_v1_0\.25 \| ([\d.]+) \| ([\d.]+) \| ([+-][\d.]+) \|$', text, re.M)
+    teacher = re.search(r'^teacher resnet10_v1_0\.5 alone: ([\d.]+) mAP$', text, re.M)
     assert row and teacher, text
     result = json.load(open(out / 'quickstart.json'))
     assert abs(float(row.group(1)) - 100 * result['baseline']['mAP']) < 0.051
