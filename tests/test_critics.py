@@ -1,6 +1,6 @@
 """Issue 12: critic variants of the adversarial term, what the critics see, the warm-up.
 
-The maps are those of tests/test_terms.py (a resnet18_v1 SSD at 64 px, three images, a
+The maps are those of tests/test_terms.py (the test teacher, an SSD at 64 px, three images, a
 perturbed copy as the student). Critics are narrow (width 8) to keep the tests fast.
 """
 import math

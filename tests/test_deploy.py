@@ -253,7 +253,7 @@ def test_bench_inference_table_and_json(teacher_params, student_params, tmp_path
         assert float(cells[4]) == pytest.approx(row['latency_ms'], abs=0.006)
         assert float(cells[5].rstrip('x')) == pytest.approx(
             rows[0]['latency_ms'] / row['latency_ms'], abs=0.006)
-    # The student is the smaller network (mobilenet0.25 against resnet18_v1).
+    # The student is the smaller network (resnet10_v1_0.25 against resnet10_v1_0.5).
     assert rows[1]['num_params'] < rows[0]['num_params']
 
 

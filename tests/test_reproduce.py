@@ -109,7 +109,7 @@ def test_grid_runs_skips_resumes_and_reports(voc_root, tmp_path):
 
 
 def test_failed_cell_is_recorded_and_the_grid_goes_on(voc_root, teacher_params, tmp_path):
-    # A resnet18_v1 teacher file passed off as mobilenet0.25: every GAN-KD training
+    # A resnet10_v1_0.5 teacher file passed off as mobilenet0.25: every GAN-KD training
     # refuses it, and the grid records each failure and goes on to the next cell.
     out = tmp_path / 'r.json'
     proc = run_script('reproduce.py', '--dataset-root', voc_root, '--teachers', 'mobilenet0.25',

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from mxnet import autograd
 
-from conftest import DATA_SHAPE
+from conftest import DATA_SHAPE, TEACHER
 from gankd.errors import GankdError
 from gankd.detectors.ssd.model import (build_ssd, build_teacher, copy_head, load_params_strict, split_ssd,
                        ssd_config)
@@ -41,7 +41,7 @@ def test_head_of_backbone_equals_ssd_in_both_modes(base, shape, hybridize, class
 
 
 def test_copied_head_has_same_outputs_and_own_parameters(classes):
-    cfg = ssd_config('resnet18_v1', DATA_SHAPE, classes)
+    cfg = ssd_config(TEACHER, DATA_SHAPE, classes)
     backbone, head = split_ssd(build_ssd(**cfg))
     copy = copy_head(cfg, head)
     maps = backbone(mx.nd.random.uniform(shape=(1, 3, DATA_SHAPE, DATA_SHAPE)))
@@ -55,7 +55,7 @@ def test_copied_head_has_same_outputs_and_own_parameters(classes):
 
 
 def test_teacher_params_of_another_class_list_name_first_mismatch(teacher_params, classes):
-    cfg = ssd_config('resnet18_v1', DATA_SHAPE, classes + ['extra'])
+    cfg = ssd_config(TEACHER, DATA_SHAPE, classes + ['extra'])
     with pytest.raises(GankdError) as err:
         build_teacher(cfg, teacher_params)
     msg = str(err.value)
@@ -71,7 +71,7 @@ def test_teacher_params_of_another_network_are_refused(teacher_params, classes):
 
 
 def test_teacher_loads_its_own_params_exactly(teacher_params, classes):
-    net = build_teacher(ssd_config('resnet18_v1', DATA_SHAPE, classes), teacher_params)
+    net = build_teacher(ssd_config(TEACHER, DATA_SHAPE, classes), teacher_params)
     saved = mx.nd.load(teacher_params)
     params = net._collect_params_with_prefix()
     for name, value in saved.items():
@@ -87,7 +87,7 @@ def test_missing_model_zoo_file_asks_for_teacher_params(tmp_path, monkeypatch):
 def test_unreadable_params_file(tmp_path, classes):
     bad = tmp_path / 'bad.params'
     bad.write_bytes(b'not a params file')
-    net = build_ssd(**ssd_config('resnet18_v1', DATA_SHAPE, classes))
+    net = build_ssd(**ssd_config(TEACHER, DATA_SHAPE, classes))
     with pytest.raises(GankdError, match='not a readable MXNet params file'):
         load_params_strict(net, str(bad))
 

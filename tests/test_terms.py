@@ -1,6 +1,6 @@
 """Issue 5: the distillation terms of the related methods, on real MXNet/GluonCV layers.
 
-One resnet18_v1 SSD at 64 px is the teacher; its backbone gives the teacher maps, its
+One SSD at 64 px (conftest.TEACHER) is the teacher; its backbone gives the teacher maps, its
 head (frozen, hybridised as in a run) the teacher predictions, and GluonCV's SSD target
 generator the targets of three images with 1, 2 and 3 objects, so the images have
 different numbers of positive anchors and a wrong normalisation shows in a device split.
