@@ -311,6 +311,19 @@ def test_preset_data_is_generated_once(tmp_path):
         preset_data(other, str(tmp_path), dry_run=False)
 
 
+def test_preset_data_has_the_presets_classes_and_other_classes_are_refused(tmp_path):
+    from gankd.errors import GankdError
+    from gankd.experiments.presets import MINI_VOC_RES
+    from gankd.experiments.reproduce import preset_data
+    from dataclasses import replace
+    small = replace(MINI_VOC_RES, data=replace(MINI_VOC_RES.data, num_train=4, num_test=2))
+    root = preset_data(small, str(tmp_path), dry_run=False)
+    assert (Path(root) / 'classes.txt').read_text().split() == list(MINI_VOC_RES.data.classes)
+    other = replace(small, data=replace(small.data, classes=('circle', 'cross')))
+    with pytest.raises(GankdError, match='other synthetic data'):
+        preset_data(other, str(tmp_path), dry_run=False)
+
+
 @pytest.mark.parametrize('script,args,message', [
     ('reproduce.py', ['--students', 'nonet', '--dataset-root', '.'], 'unknown network'),
     ('reproduce.py', ['--preset', 'nope'], 'unknown --preset'),

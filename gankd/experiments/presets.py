@@ -234,30 +234,20 @@ MINI_VOC_CAL = Benchmark(
 #   head) and GAN-KD from an untrained teacher on the cheapest student.
 # ---------------------------------------------------------------------------------------
 SHAPES3 = ('circle', 'triangle', 'cross')
-MINI_VOC_RES = Benchmark(
+MINI_VOC_RES = replace(
+    MINI_VOC_CAL,  # methods, controls, seeds and teachers as there; what differs:
     name='mini-voc-res',
     description='Table 1 in miniature with small ResNet students: 20,000 easy synthetic '
                 'images of three shapes at 64 px, students trained for 1,250 iterations, '
                 'with controls.',
     data=SyntheticSpec(num_train=20000, num_test=1000, image_size=64, seed=0,
                        difficulty='easy', classes=SHAPES3),
-    teachers=('none', 'resnet18_v1', 'resnet18_v1@random'),
-    teacher_flags={'data-shape': 64, 'batch-size': 32, 'epochs': 8, 'lr': 1e-3,
-                   'lr-decay-epoch': '6', 'optimizer': 'adam', 'augment': 'light',
-                   'val-interval': 1, 'num-workers': 1, 'checkpoint-interval': 500},
+    teacher_flags=dict(MINI_VOC_CAL.teacher_flags, epochs=8, **{'lr-decay-epoch': '6'}),
     students=('resnet10_v1_0.25', 'resnet10_v1_0.5', 'resnet18_v1_0.5'),
-    methods=('gan', 'crosshead', 'gan-published', 'hint', 'control-hint'),
-    method_flags={'gan-published': ('--adv-weight', '1'), 'control-hint': CONTROL_HINT},
     method_students={'gan-published': ('resnet10_v1_0.25',), 'hint': ('resnet10_v1_0.25',),
                      'control-hint': ('resnet18_v1',)},
-    teacher_methods={'resnet18_v1@random': ('gan',)},
     teacher_students={'resnet18_v1@random': ('resnet10_v1_0.25',)},
-    student_seeds={'resnet18_v1': (0,)},
-    seeds=(0, 1, 2),
-    student_flags={'data-shape': 64, 'batch-size': 32, 'epochs': 2, 'lr': 1e-3,
-                   'lr-decay-epoch': '1', 'optimizer': 'adam', 'augment': 'light',
-                   'val-interval': 1, 'num-workers': 1, 'checkpoint-interval': 500},
-    teacher_seed=233,
+    student_flags=dict(MINI_VOC_CAL.student_flags, epochs=2, **{'lr-decay-epoch': '1'}),
 )
 
 PRESETS = {b.name: b for b in (MINI_VOC, MINI_VOC_METHODS, MINI_VOC_ABLATION, MINI_VOC_CAL,
