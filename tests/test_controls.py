@@ -124,8 +124,8 @@ def _fit_then_distil(teacher_steps, student_steps, tmp_path):
 
 def test_hint_alone_teaches_the_student_the_teachers_detection(tmp_path):
     """Feature-transfer control: the student never sees a label, yet its detection loss
-    through the teacher's frozen head closes most of the gap to the teacher's (measured:
-    6.36 to 0.83 in 100 steps, the teacher at 0.05). A pipeline that lost the teacher's
+    through the teacher's frozen head closes most of the gap to the teacher's (measured
+    with these settings, `_fit_then_distil(100, 100, ...)`: 6.19 to 0.79, the teacher at 0.08). A pipeline that lost the teacher's
     knowledge between maps, hint and head could not do this."""
     teacher_loss, losses = _fit_then_distil(100, 100, tmp_path)
     assert teacher_loss < 0.5
@@ -136,6 +136,7 @@ def test_hint_alone_teaches_the_student_the_teachers_detection(tmp_path):
 
 def test_an_untrained_teacher_teaches_nothing(tmp_path):
     """Random-teacher control: the same path from an untrained teacher leaves the
-    student's detection loss where it started (measured: 16.2 to 16.9)."""
+    student's detection loss where it started (measured, `_fit_then_distil(0, 60, ...)`:
+    16.24 to 16.86)."""
     _, losses = _fit_then_distil(0, 60, tmp_path)
     assert losses[-1] > 0.8 * losses[0], losses

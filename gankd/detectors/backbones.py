@@ -2,8 +2,8 @@
 
 MobileNets trained from scratch learn slowly here: on the calibration data
 (``results/README.md``) mobilenet0.5 validated 9 mAP after 750 iterations where
-resnet18_v1 passed 20 after 375. Depthwise convolutions, not size, are what is slow,
-so the cheap students of the calibrated benchmark are ResNet-V1s with fewer blocks and
+resnet18_v1 passed 20 after 375, and resnet10_v1_0.25 (as small as mobilenet0.25) 30
+after 625. So the cheap students of the calibrated benchmark are ResNet-V1s with fewer blocks and
 fewer channels: GluonCV's own ``ResNetV1`` and ``BasicBlockV1``, only configured
 smaller. A name reads ``resnet<depth>_v1_<width>``: ``resnet10_v1_0.25`` has one basic
 block per stage and a quarter of resnet18_v1's channels.
@@ -16,7 +16,7 @@ own. They have no ImageNet weights.
 from gluoncv.model_zoo import model_zoo
 from gluoncv.model_zoo.resnet import BasicBlockV1, ResNetV1
 
-__all__ = ['SMALL_RESNETS', 'small_resnet', 'register_small_resnets']
+__all__ = ['SMALL_RESNETS', 'small_resnet', 'ssd_feature_layers', 'register_small_resnets']
 
 # name -> (blocks per stage, channels: stem then each stage)
 _RESNET18_CHANNELS = (64, 64, 128, 256, 512)
@@ -51,6 +51,14 @@ def small_resnet(name, pretrained=False, classes=1000, **kwargs):
     layers, width = SMALL_RESNETS[name]
     channels = [int(c * width) for c in _RESNET18_CHANNELS]
     return ResNetV1(BasicBlockV1, list(layers), channels, classes=classes, **kwargs)
+
+
+def ssd_feature_layers(name):
+    """The SSD's first two levels: the last activations of stages 3 and 4 (stride 16 and
+    32), named as GluonCV names resnet18_v1's (``stage3_activation1``, ...)."""
+    layers, _ = SMALL_RESNETS[name]
+    return ['stage3_activation{}'.format(layers[2] - 1),
+            'stage4_activation{}'.format(layers[3] - 1)]
 
 
 def register_small_resnets():

@@ -18,7 +18,7 @@ from gluoncv.model_zoo.ssd.ssd import get_ssd
 from ...data.voc import VOC_CLASSES
 from ...errors import GankdError
 from ..detector import load_params_strict
-from .. import backbones  # noqa: F401  (registers the small ResNets in the model zoo)
+from ..backbones import SMALL_RESNETS, ssd_feature_layers  # importing registers them
 
 __all__ = ['FEATURE_LAYERS', 'VOC_CLASSES', 'ssd_config', 'build_ssd', 'SSDHead', 'ssd_loss',
            'split_ssd', 'fresh_head', 'copy_head', 'feature_shapes', 'load_params_strict',
@@ -42,17 +42,14 @@ FEATURE_LAYERS = {
     'mobilenetv2_1.0': ['features_linearbottleneck13_relu60_relu6', 'features_relu61_relu6'],
     'mobilenetv2_0.75': ['features_linearbottleneck13_relu60_relu6', 'features_relu61_relu6'],
     'mobilenetv2_0.5': ['features_linearbottleneck13_relu60_relu6', 'features_relu61_relu6'],
-    # gankd.detectors.backbones: the last activations at stride 16 and 32.
-    'resnet10_v1': ['stage3_activation0', 'stage4_activation0'],
-    'resnet10_v1_0.5': ['stage3_activation0', 'stage4_activation0'],
-    'resnet10_v1_0.25': ['stage3_activation0', 'stage4_activation0'],
-    'resnet18_v1_0.5': ['stage3_activation1', 'stage4_activation1'],
 }
+FEATURE_LAYERS.update({name: ssd_feature_layers(name) for name in SMALL_RESNETS})
 
 # Channels of the four levels FeatureExpander appends (GluonCV's 512 presets; the
 # mobilenet0.25 preset uses half, and so do the narrow ResNets).
-EXTRA_FILTERS = {'mobilenet0.25': [256, 256, 128, 128], 'resnet10_v1_0.25': [256, 256, 128, 128],
-                 'resnet10_v1_0.5': [256, 256, 128, 128], 'resnet18_v1_0.5': [256, 256, 128, 128]}
+HALF_EXTRA_FILTERS = [256, 256, 128, 128]
+EXTRA_FILTERS = {name: HALF_EXTRA_FILTERS for name in
+                 ('mobilenet0.25', 'resnet10_v1_0.25', 'resnet10_v1_0.5', 'resnet18_v1_0.5')}
 DEFAULT_EXTRA_FILTERS = [512, 512, 256, 256]
 
 # Anchor sizes of GluonCV's 512 presets, in pixels at 512; scaled for other shapes.
