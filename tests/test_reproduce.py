@@ -468,3 +468,27 @@ def test_two_grids_sharing_a_results_file_keep_each_others_records(tmp_path):
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     keys = {r['key'] for r in json.loads(out.read_text())['records']}
     assert keys == {t + str(i) for t in 'ab' for i in range(40)}
+
+
+def test_two_processes_running_one_grid_train_each_cell_once(voc_root, tmp_path):
+    # One grid per core (or GPU) on the same cells: each cell is claimed by one process;
+    # the other waits for the teacher it needs and leaves the students it finds taken.
+    from conftest import STUDENT
+    out, work = tmp_path / 'r.json', tmp_path / 'work'
+    grid = ['--dataset-root', voc_root, '--teachers', 'none,' + STUDENT, '--students', STUDENT,
+            '--seeds', '0', '--out', out, '--work-dir', work] + TINY
+    grid = [str(a) for a in grid]
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    procs = [subprocess.Popen([sys.executable, str(ROOT / 'scripts' / 'reproduce.py')] + grid,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=env) for _ in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], '\n'.join(o[-2000:] for o in outputs)
+    records = _records(out)
+    assert len(records) == 3 and all(r['status'] == 'ok' for r in records.values())
+    both = '\n'.join(outputs)
+    assert both.count(': running (log: ') == 3, both
+    assert 'in another process, skipped' in both, both
+    for r in records.values():
+        # Every training writes its command once into its log: one process ran it.
+        assert Path(r['log']).read_text().count('$ ') == 1, r['key']

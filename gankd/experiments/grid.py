@@ -168,6 +168,11 @@ class Cell:
     def log(self):
         return os.path.join(os.path.dirname(self.prefix), 'output.log')
 
+    @property
+    def claim_file(self):
+        """Locked by the process training the cell (:func:`results_file.claim`)."""
+        return os.path.join(os.path.dirname(self.prefix), 'running.lock')
+
 
 
 

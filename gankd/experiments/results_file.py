@@ -11,7 +11,7 @@ import tempfile
 
 from ..errors import GankdError
 
-__all__ = ['RESULTS_FORMAT', 'load_results', 'save_record', 'done_records']
+__all__ = ['RESULTS_FORMAT', 'load_results', 'save_record', 'done_records', 'claim']
 
 RESULTS_FORMAT = 'gankd-reproduce-results/1'
 
@@ -61,6 +61,29 @@ def _locked(path):
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def claim(path, wait=False):
+    """Claim a cell for this process while the block runs; yields whether it got it.
+
+    An exclusive lock on the file ``path``: processes running the same grid (one per
+    core or GPU) then never train one cell twice. With ``wait`` the process waits for a
+    claim held by another one (a teacher its students need) instead of giving up. The
+    operating system drops the lock when its process dies, so a killed grid leaves no
+    stale claim behind.
+    """
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, 'a') as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 

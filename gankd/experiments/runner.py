@@ -15,7 +15,7 @@ import time
 
 from ..stopping import StopSignals, exit_code
 from .grid import plan
-from .results_file import done_records, save_record
+from .results_file import claim, done_records, save_record
 
 __all__ = ['run_cell', 'run_grid']
 
@@ -163,13 +163,24 @@ def _run_grid_cell(grid, cell, head, done, failed_teachers, counts, dry_run, ech
         echo('{}: {}'.format(head, shlex.join(cell.command) if cell.command
                              else 'given teacher ' + cell.params + ' (evaluated)'))
         return
-    if cell.depends in failed_teachers:
-        record = _record(cell, grid, 'teacher {} failed; see its record'.format(
-            cell.depends))
-    else:
-        echo('{}: running (log: {})'.format(head, cell.log if cell.command else '-'))
-        record = run_cell(cell, grid, stop)
-    save_record(grid.out, record, grid.name)
+    # Another process running the same grid may hold the cell: a student cell is then
+    # left to it; a teacher is waited for, since the cells after it need its weights.
+    with claim(cell.claim_file, wait=cell.role == 'teacher') as mine:
+        if mine:
+            # It may have finished while this process waited or ran other cells.
+            done.update(done_records(grid, [cell]))
+        if not mine or cell.key in done:
+            counts['skipped'] += 1
+            echo('{}: {} in another process, skipped'.format(
+                head, 'finished' if mine else 'running'))
+            return
+        if cell.depends in failed_teachers:
+            record = _record(cell, grid, 'teacher {} failed; see its record'.format(
+                cell.depends))
+        else:
+            echo('{}: running (log: {})'.format(head, cell.log if cell.command else '-'))
+            record = run_cell(cell, grid, stop)
+        save_record(grid.out, record, grid.name)
     if record['status'] == 'ok':
         counts['ok'] += 1
         echo('{}: mAP={:.4f} ({:.0f} s)'.format(head, record['mAP'], record['seconds']))
