@@ -66,27 +66,41 @@ def _history(prefix):
 # -- images without objects ---------------------------------------------------------------
 
 def test_an_image_without_objects_gets_all_negative_targets(classes):
-    """Both augmentations: class target 0 (background) and box target 0 on every anchor,
-    for a VOC label of shape (0, 6) and for GluonCV COCO's dummy row of -1."""
+    """Both augmentations, targets made per batch: class target 0 (background) and box
+    target 0 on every anchor, for a VOC label of shape (0, 6) and for GluonCV COCO's
+    dummy row of -1, in a batch with an image that has objects, whose targets are those
+    GluonCV's own transform gives it alone."""
     import mxnet as mx
     from mxnet import autograd
-    from gankd.detectors.ssd.transforms import AUGMENTATIONS
+    from gluoncv.data.transforms.presets.ssd import SSDDefaultTrainTransform
+    from gankd.detectors.ssd.transforms import AUGMENTATIONS, SSDBatchTargets
     from gankd.detectors.ssd.model import build_ssd, ssd_config
     net = build_ssd(**ssd_config(STUDENT, DATA_SHAPE, classes))
     with autograd.train_mode():
         _, _, anchors = net(mx.nd.zeros((1, 3, DATA_SHAPE, DATA_SHAPE)))
     img = mx.nd.array(np.random.RandomState(0).randint(0, 255, (96, 80, 3)), dtype='uint8')
+    objects = np.array([[10, 10, 70, 80, 2, 0], [40, 5, 60, 30, 0, 0]], 'float32')
+    batchify = SSDBatchTargets(anchors)
     for name, transform in AUGMENTATIONS.items():
-        t = transform(DATA_SHAPE, DATA_SHAPE, anchors)
-        for label in (np.zeros((0, 6), 'float32'), np.full((1, 5), -1.0)):
-            x, cls_targets, box_targets = t(img, label)
-            assert x.shape == (3, DATA_SHAPE, DATA_SHAPE), name
-            assert cls_targets.shape == (anchors.shape[1],), name
-            assert (cls_targets.asnumpy() == 0).all(), name
-            assert (box_targets.asnumpy() == 0).all(), name
-        # An image with an object still has positives.
-        _, cls_targets, _ = t(img, np.array([[10, 10, 70, 80, 2, 0]], 'float32'))
-        assert (cls_targets.asnumpy() == 3).any(), name
+        t = transform(DATA_SHAPE, DATA_SHAPE)
+        samples = [t(img, label) for label in (np.zeros((0, 6), 'float32'),
+                                                np.full((1, 5), -1.0), objects)]
+        x, cls_targets, box_targets = batchify(samples)
+        assert x.shape == (3, 3, DATA_SHAPE, DATA_SHAPE), name
+        assert cls_targets.shape == (3, anchors.shape[1]), name
+        assert (cls_targets[:2].asnumpy() == 0).all(), name
+        assert (box_targets[:2].asnumpy() == 0).all(), name
+        # The image with objects has positives, the targets of GluonCV's per-image path.
+        assert (cls_targets[2].asnumpy() == 3).any(), name
+        alone = SSDDefaultTrainTransform(DATA_SHAPE, DATA_SHAPE, anchors)
+        boxes = mx.nd.array(samples[2][1][np.newaxis])
+        ref_cls, ref_box, _ = alone._target_generator(anchors, None, boxes[:, :, :4],
+                                                      boxes[:, :, 4:5])
+        assert (ref_cls[0].asnumpy() == cls_targets[2].asnumpy()).all(), name
+        assert (ref_box[0].asnumpy() == box_targets[2].asnumpy()).all(), name
+    # A batch with no object at all.
+    _, cls_targets, box_targets = batchify(samples[:2])
+    assert not cls_targets.asnumpy().any() and not box_targets.asnumpy().any()
 
 
 @pytest.mark.parametrize('script,augment,contexts', [

