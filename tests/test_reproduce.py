@@ -296,6 +296,30 @@ def test_ablation_preset_variants_replace_the_flag_they_change(tmp_path):
             assert words.count(flags[0]) == 1   # e.g. --gan-epochs 4 alone, not 8 then 4
 
 
+def test_critic_preset_shares_its_baselines_and_gan_cells_with_mini_voc_res(tmp_path):
+    # Issue 12's ablation reuses mini-voc-res's trainings in the same --work-dir: the
+    # cells both have must be the same commands; each variant adds its flags once.
+    from gankd.experiments.presets import CRITIC_VARIANTS
+    commands = {}
+    for preset in ('mini-voc-res', 'mini-voc-res-critics'):
+        proc = run_script('reproduce.py', '--preset', preset, '--dry-run', '--work-dir',
+                          tmp_path / 'work', '--out', tmp_path / (preset + '.json'))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        commands[preset] = dict(re.match(r'\[\d+/\d+\] (\S+): (.*)$', l).groups()
+                                for l in proc.stdout.splitlines() if l.startswith('['))
+    res, critics = commands['mini-voc-res'], commands['mini-voc-res-critics']
+    shared = set(res) & set(critics)
+    assert {'resnet10_v1_0.25/none/baseline/seed2', 'resnet10_v1_0.25/resnet18_v1/gan/seed1',
+            'resnet10_v1_0.25/resnet18_v1/gan-published/seed0',
+            'teacher/resnet18_v1/seed233'} <= shared
+    assert all(res[k] == critics[k] for k in shared)
+    gan = critics['resnet10_v1_0.25/resnet18_v1/gan/seed0'].split()
+    for name, flags in CRITIC_VARIANTS.items():
+        words = critics['resnet10_v1_0.25/resnet18_v1/{}/seed0'.format(name)].split()
+        # The default gan cell's command (its own paths), then the variant's flags.
+        assert [w.replace(name, 'gan') for w in words] == gan + list(flags), name
+
+
 def test_preset_data_is_generated_once(tmp_path):
     from gankd.errors import GankdError
     from gankd.experiments.presets import MINI_VOC, SyntheticSpec

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 from typing import Dict, Tuple
 
 __all__ = ['SyntheticSpec', 'Benchmark', 'MINI_VOC', 'MINI_VOC_METHODS', 'GAN_VARIANTS',
-           'MINI_VOC_ABLATION', 'MINI_VOC_CAL', 'MINI_VOC_RES', 'CONTROL_HINT', 'PRESETS', 'get_preset']
+           'MINI_VOC_ABLATION', 'MINI_VOC_CAL', 'MINI_VOC_RES', 'CRITIC_VARIANTS',
+           'MINI_VOC_RES_CRITICS', 'CONTROL_HINT', 'PRESETS', 'get_preset']
 
 
 @dataclass(frozen=True)
@@ -250,8 +251,30 @@ MINI_VOC_RES = replace(
     student_flags=dict(MINI_VOC_CAL.student_flags, epochs=2, **{'lr-decay-epoch': '1'}),
 )
 
+# Issue 12's measurement: the critic variants and options of GAN-KD on mini-voc-res's
+# cheapest student, 3 seeds, everything else as there. 'gan' (the default: WGAN with
+# clipping at adv-weight 0.1) and 'gan-published' (adv-weight 1) are mini-voc-res's own
+# cells: run with its --work-dir and their finished trainings are reused (same flags, so
+# --resume auto finds them done), as are its teacher and baselines.
+CRITIC_VARIANTS = {
+    'gan-published': ('--adv-weight', '1'),
+    'gan-wgan-gp': ('--critic', 'wgan-gp'),
+    'gan-hinge-sn': ('--critic', 'hinge-sn'),
+    'gan-lsgan': ('--critic', 'lsgan'),
+    'gan-channel': ('--critic-norm', 'channel'),          # PKD-style standardisation
+    'gan-levels012': ('--critic-levels', '0,1,2'),        # the three largest maps only
+    'gan-warmup': ('--adv-warmup', '625'),                # over the first half
+}
+MINI_VOC_RES_CRITICS = replace(
+    MINI_VOC_RES, name='mini-voc-res-critics', students=MINI_VOC_RES.students[:1],
+    teachers=('none', 'resnet18_v1'),
+    methods=('gan',) + tuple(CRITIC_VARIANTS) + ('gan+hint', 'gan+cosine'),
+    method_flags=dict(MINI_VOC_RES.method_flags, **CRITIC_VARIANTS),
+    method_students={}, teacher_methods={}, teacher_students={}, student_seeds={},
+    description="mini-voc-res ablation of GAN-KD's critic (issue 12), cheapest student.")
+
 PRESETS = {b.name: b for b in (MINI_VOC, MINI_VOC_METHODS, MINI_VOC_ABLATION, MINI_VOC_CAL,
-                               MINI_VOC_RES)}
+                               MINI_VOC_RES, MINI_VOC_RES_CRITICS)}
 
 
 def get_preset(name):
