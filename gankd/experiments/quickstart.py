@@ -24,8 +24,8 @@ __all__ = ['PRESETS', 'quickstart', 'format_result']
 # iteration than MobileNets of the same size (resnet10_v1_0.25: 30 mAP after 625
 # iterations, mobilenet0.5: 9 after 750). So: small ResNets (gankd.detectors.backbones),
 # a teacher of 1,250 iterations and students of 375, each validated once, at its end
-# (measured as set: 11 min 35 s, teacher 41.1 mAP, students 25.6 and 26.5; with 1,500
-# teacher iterations and validation every epoch it was 12 min 55 s, teacher 45.1).
+# (measured as set: 7 min 21 s, teacher 41.1 mAP, students 25.6 and 26.5; README,
+# "What was verified where").
 PRESETS = {
     'default': dict(num_train=4000, num_test=300, image_size=64, data_shape=64,
                     classes=('circle', 'triangle', 'cross'), difficulty='easy',
