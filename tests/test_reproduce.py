@@ -429,6 +429,34 @@ def test_epochs_zero_writes_the_initial_weights(tmp_path, voc_root):
     assert 0.0 <= float(ev.stdout.strip().splitlines()[-1].split('=')[1]) < 0.1
 
 
+def test_report_says_whether_the_benchmark_can_measure():
+    from gankd.experiments.stats import summarize
+    from gankd.experiments.tables import validity_markdown
+    teacher = {'key': 'teacher/resnet18_v1/seed233', 'role': 'teacher', 'student': None,
+               'teacher': 'resnet18_v1', 'method': None, 'seed': 233, 'status': 'ok',
+               'mAP': 0.45, 'history': None}
+    small = [_record('a', 'none', 'baseline', s, v) for s, v in enumerate((0.305, 0.31, 0.32))]
+    small += [_record('a', 'resnet18_v1', 'gan', s, 0.33) for s in range(3)]
+    rows = lambda records: {l.split(' | ')[0][2:]: l for l in  # noqa: E731
+                            validity_markdown(summarize(records)) if l.startswith('| ')}
+    # a: 31.2 ± 0.8 over 3 seeds, 13.8 below the teacher: every criterion met.
+    text = validity_markdown(summarize(small + [teacher]))
+    assert rows(small + [teacher])['a'] == '| a | 31.2 ± 0.8 (n=3) | yes | yes | yes (+13.8) |'
+    assert '**Can measure: yes.**' in text
+    # No teacher yet, and b with two seeds: not shown yet, not failed.
+    two = [_record('b', 'none', 'baseline', s, v) for s, v in enumerate((0.33, 0.36))]
+    text = validity_markdown(summarize(small + two))
+    assert rows(small + two)['b'] == ('| b | 34.5 ± 2.1 (n=2) | yes | not yet (2 of 3 seeds) '
+                                      '| not yet (no teacher) |')
+    assert '**Can measure: not yet.**' in text
+    # c is below 30, spread over 1.5 and within 10 of the teacher: a no, whatever else.
+    low = [_record('c', 'none', 'baseline', s, v) for s, v in enumerate((0.25, 0.29, 0.28))]
+    records = small + two + low + [teacher]
+    assert rows(records)['c'] == '| c | 27.3 ± 2.1 (n=3) | NO | NO | yes (+17.7) |'
+    assert rows(records)['b'].endswith('| yes (+10.5) |')  # 45 - 34.5
+    assert '**Can measure: no.**' in validity_markdown(summarize(records))
+
+
 def _history(path, points):
     """A history file with one validated epoch per (iteration, mAP)."""
     path.write_text(''.join(json.dumps({'epoch': e, 'iteration': it, 'mAP': m}) + '\n'

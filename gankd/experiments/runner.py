@@ -147,12 +147,16 @@ def run_grid(grid, dry_run=False, echo=None):
     return counts
 
 
+def _needs_retraining(cell):
+    """A finished teacher whose weights are gone: they are not committed with the results,
+    so on another machine (or after params/ was cleaned) the teacher is trained again,
+    from the same seed."""
+    return cell.role == 'teacher' and cell.command and not os.path.exists(cell.params)
+
+
 def _run_grid_cell(grid, cell, head, done, failed_teachers, counts, dry_run, echo, stop):
     """One cell of :func:`run_grid`: skip it if done, else run and record it."""
-    if cell.key in done and cell.role == 'teacher' and cell.command and \
-            not os.path.exists(cell.params):
-        # Weights are not committed with the results: on another machine (or after
-        # params/ was cleaned) the teacher is trained again, from the same seed.
+    if cell.key in done and _needs_retraining(cell):
         echo('{}: done, but {} is missing; training it again'.format(head, cell.params))
         del done[cell.key]
     if cell.key in done:
@@ -166,10 +170,10 @@ def _run_grid_cell(grid, cell, head, done, failed_teachers, counts, dry_run, ech
     # Another process running the same grid may hold the cell: a student cell is then
     # left to it; a teacher is waited for, since the cells after it need its weights.
     with claim(cell.claim_file, wait=cell.role == 'teacher') as mine:
-        if mine:
-            # It may have finished while this process waited or ran other cells.
-            done.update(done_records(grid, [cell]))
-        if not mine or cell.key in done:
+        # It may have finished in another process while this one waited or ran others.
+        finished = mine and cell.key in done_records(grid, [cell]) and \
+            not _needs_retraining(cell)
+        if not mine or finished:
             counts['skipped'] += 1
             echo('{}: {} in another process, skipped'.format(
                 head, 'finished' if mine else 'running'))

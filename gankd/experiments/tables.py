@@ -15,9 +15,16 @@ from .published import (MODEL_ZOO, MODEL_ZOO_SOURCE, PUBLISHED_LABEL, TABLE1, pu
 from .stats import cell_key, gap_closed
 
 __all__ = ['fmt_cell', 'fmt_gain', 'markdown', 'iterations_markdown', 'controls_markdown',
-           'SPEED_HEADING']
+           'validity_markdown', 'SPEED_HEADING', 'VALIDITY']
 
 SPEED_HEADING = '## Speed and size (exported, this CPU)'
+
+#: What a benchmark must show before its gains mean anything (issue 11), in mAP points:
+#: every student's baseline at least ``min_baseline``; its sample std over at least
+#: ``min_seeds`` seeds at most ``max_seed_std``; every teacher at least
+#: ``min_teacher_margin`` above every baseline.
+VALIDITY = {'min_baseline': 30.0, 'max_seed_std': 1.5, 'min_seeds': 3,
+            'min_teacher_margin': 10.0}
 
 
 def fmt_cell(cell, digits=1):
@@ -184,6 +191,9 @@ def markdown(summary, name, figures=None, digits=1, results_path=None, records=N
         out += ['## Convergence: iterations to reach the baseline\'s final mAP', '',
                 'From the validations in each cell\'s history (same seed pairs as the gains).',
                 ''] + iterations + ['']
+    validity = validity_markdown(summary, digits)
+    if validity:
+        out += ['## Can this benchmark measure?', ''] + validity
     controls = controls_markdown(summary, records or [], digits)
     if controls:
         out += ['## Controls', ''] + controls
@@ -222,6 +232,46 @@ def iterations_markdown(records, baseline='baseline'):
             student, teacher, method, its, ', '.join(map(str, base)) or '–', reached,
             len(entry['seeds'])))
     return lines
+
+
+def validity_markdown(summary, digits=1, limits=VALIDITY):
+    """Per student, whether its baseline meets :data:`VALIDITY`, and the verdict.
+
+    "not yet" where a number is missing (fewer seeds than asked, no teacher): a grid
+    still running has not failed a criterion, it has not shown it.
+    """
+    teachers = {t: summary['teacher_maps'][t] for t in summary['teachers']
+                if not t.endswith('@random') and (summary['teacher_maps'].get(t) or {}).get('n')}
+    rows, verdicts = [], []
+    for student in summary['students']:
+        base = summary['cells'].get(cell_key(student, 'none', BASELINE))
+        if not base or not base.get('n'):
+            continue
+        level = base['mean'] >= limits['min_baseline']
+        if base['n'] >= limits['min_seeds']:
+            spread = base['std'] <= limits['max_seed_std']
+        else:
+            spread = None
+        margins = [t['mean'] - base['mean'] for t in teachers.values()]
+        margin = min(margins) >= limits['min_teacher_margin'] if margins else None
+        verdicts += [level, spread, margin]
+        rows.append('| {} | {} | {} | {} | {} |'.format(
+            student, fmt_cell(base, digits), 'yes' if level else 'NO',
+            'not yet ({} of {} seeds)'.format(base['n'], limits['min_seeds'])
+            if spread is None else ('yes' if spread else 'NO'),
+            'not yet (no teacher)' if margin is None else '{} ({:+.{d}f})'.format(
+                'yes' if margin else 'NO', min(margins), d=digits)))
+    if not rows:
+        return []
+    verdict = ('no' if False in verdicts else 'not yet' if None in verdicts else 'yes')
+    return ['Every student\'s baseline at least {min_baseline:.0f} mAP; its sample std over '
+            'at least {min_seeds} seeds at most {max_seed_std}; every teacher at least '
+            '{min_teacher_margin:.0f} points above it.'.format(**limits), '',
+            '| student | baseline | >= {:.0f} | seed std <= {} | teacher >= baseline + {:.0f} '
+            '(closest teacher) |'.format(limits['min_baseline'], limits['max_seed_std'],
+                                         limits['min_teacher_margin']),
+            '|---|---|---|---|---|'] + rows + \
+        ['', '**Can measure: {}.**'.format(verdict), '']
 
 
 def controls_markdown(summary, records, digits=1, baseline='baseline'):
