@@ -1,10 +1,11 @@
 """Shared fixtures: a tiny synthetic VOC dataset and a teacher params file on disk."""
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+import script_runner
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -43,11 +44,15 @@ def teacher_params(tmp_path_factory, classes):
     return path
 
 
-def run_script(name, *args, timeout=300, env=None, **kwargs):
-    """Run a script of scripts/ as a real process; returns the CompletedProcess."""
+def run_script(name, *args, timeout=300, env=None, cwd=None):
+    """Run a script of scripts/ as a real process; returns the CompletedProcess.
+
+    The process is forked from one that has imported MXNet already
+    (``tests/script_runner.py``), which saves each run that import's 3.5 s of CPU.
+    """
     env = dict(env or os.environ, PYTHONUNBUFFERED='1')
-    return subprocess.run([sys.executable, str(ROOT / 'scripts' / name)] + [str(a) for a in args],
-                          capture_output=True, text=True, timeout=timeout, env=env, **kwargs)
+    return script_runner.run([sys.executable, str(ROOT / 'scripts' / name)] +
+                             [str(a) for a in args], env, cwd=cwd, timeout=timeout)
 
 
 def assert_two_devices_update_as_one(one, two, noise, min_compared):
