@@ -42,8 +42,8 @@ def main(student_file, teacher_file, root):
     t_maps, s_running, s_batch = teacher(x), student(x), BatchStatistics(student)(x)
     for i, t in enumerate(t_maps):
         power = float((t ** 2).mean().asscalar())
-        print('level {} {}: relative error {:.3f} (running statistics), {:.3f} (batch '
-              'statistics)'.format(i, tuple(t.shape[1:]),
+        print('level {} {}: teacher mean square {:.3f}; relative error {:.3f} (running '
+              'statistics), {:.3f} (batch statistics)'.format(i, tuple(t.shape[1:]), power,
                                    float(((s_running[i] - t) ** 2).mean().asscalar()) / power,
                                    float(((s_batch[i] - t) ** 2).mean().asscalar()) / power))
     for name, backbone in (('running', student), ('batch', BatchStatistics(student))):
