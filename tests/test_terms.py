@@ -235,6 +235,37 @@ def test_hint_two_devices_sum_to_one(setup):
     two_devices_sum_to_one(HintTerm(setup['shapes'], TWO), setup, perturbed(setup['t_maps']))
 
 
+def test_hint_level_normalisation_is_each_levels_relative_error(setup):
+    d = setup
+    # One level's maps ten times smaller, as a trained teacher's level 1 is: the plain L2
+    # hardly sees that level's error, the normalised hint sees it as much as the others.
+    t_maps = [m * (0.1 if i == 1 else 1.0) for i, m in enumerate(d['t_maps'])]
+    s_maps = perturbed(t_maps)
+    term = HintTerm(d['shapes'], ONE, connector='none', normalize='level')
+    assert term.description() == {'hint_normalize': 'level'}
+    assert total(term, d, t_maps, teacher_maps=t_maps) == 0
+    relative = [np.mean((s.asnumpy() - t.asnumpy()) ** 2) / np.mean(t.asnumpy() ** 2)
+                for s, t in zip(s_maps, t_maps)]
+    value = total(term, d, s_maps, teacher_maps=t_maps)
+    assert abs(value - sum(relative)) <= 1e-4 * sum(relative)
+    plain = HintTerm(d['shapes'], ONE, connector='none')
+    plain_errors = [np.mean((s.asnumpy() - t.asnumpy()) ** 2) for s, t in zip(s_maps, t_maps)]
+    assert plain_errors[1] < 0.05 * max(plain_errors)
+    assert relative[1] > 0.5 * max(relative)
+    assert abs(total(plain, d, s_maps, teacher_maps=t_maps) - sum(plain_errors)) <= \
+        1e-4 * sum(plain_errors)
+    # The batch's powers, not each device's: two uneven devices add up to one.
+    two = total(HintTerm(d['shapes'], TWO, connector='none', normalize='level'), d, s_maps,
+                TWO, teacher_maps=t_maps)
+    assert abs(two - value) <= 1e-5 * value
+    grads_reach_student_not_teacher(term, d, perturbed(d['t_maps']))
+
+
+def test_hint_normalisation_must_be_known(setup):
+    with pytest.raises(GankdError, match='hint.normalize must be one of none, level'):
+        HintTerm(setup['shapes'], ONE, normalize='channel')
+
+
 # ---------------------------------------------------------------------------- soft
 
 def weighted_soft_ce(s_cls, t_cls, temperature=1.0, bg=1.5, fg=1.0):

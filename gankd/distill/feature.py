@@ -102,18 +102,36 @@ class HintTerm(DistillTerm):
                 conv.weight.set_data(mx.nd.eye(cout).reshape((cout, cout, 1, 1)))
         self.connectors.hybridize(static_alloc=True)
 
-    def loss(self, cap):
+    def _errors(self, cap):
         # detach: the teacher is a fixed target even if its maps were recorded.
         convs = self.connectors or [lambda s: s] * len(cap.student_maps)
-        total = 0
-        for conv, s, t in zip(convs, cap.student_maps, cap.teacher_maps):
-            t = t.detach()
-            error = mx.nd.square(conv(s) - t).mean()
-            if self.normalize == 'level':
-                # A map that is zero everywhere (a dead level) keeps the plain error.
-                error = error / mx.nd.maximum(mx.nd.square(t).mean(), 1e-12)
-            total = total + error
-        return total
+        return [mx.nd.square(conv(s) - t.detach()).mean()
+                for conv, s, t in zip(convs, cap.student_maps, cap.teacher_maps)]
+
+    def loss(self, cap):
+        return self._weighted(self._errors(cap), self._powers([cap]))
+
+    def losses(self, captures):
+        # The level powers are the whole batch's, so that the devices' losses add up to
+        # the one-device loss.
+        powers = self._powers(captures)
+        return [self._weighted(self._errors(cap), powers) * cap.fraction for cap in captures]
+
+    def _powers(self, captures):
+        """Per level, the mean square of the teacher's maps over the batch (host floats),
+        or None without normalisation."""
+        if self.normalize == 'none':
+            return None
+        levels = len(captures[0].teacher_maps)
+        return [sum(c.fraction * float(mx.nd.square(c.teacher_maps[i]).mean().asscalar())
+                    for c in captures) for i in range(levels)]
+
+    @staticmethod
+    def _weighted(errors, powers):
+        if powers is None:
+            return sum(errors)
+        # A level whose maps are zero everywhere (a dead level) keeps its plain error.
+        return sum(e / (p if p > 1e-12 else 1.0) for e, p in zip(errors, powers))
 
     def description(self):
         # Only when set, so the default's records stay as they were.
