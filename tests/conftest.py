@@ -5,7 +5,14 @@ from pathlib import Path
 
 import pytest
 
-import script_runner
+# pytest.ini runs the suite on two pytest-xdist workers, one per core of the CI machine:
+# one OpenMP thread each, so that the two do not contend for the cores (an explicit
+# OMP_NUM_THREADS wins). Set before anything imports MXNet; the script server and the
+# scripts it runs inherit it.
+if os.environ.get('PYTEST_XDIST_WORKER'):
+    os.environ.setdefault('OMP_NUM_THREADS', '1')
+
+import script_runner  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
