@@ -271,6 +271,9 @@ CRITIC_VARIANTS = {
     'gan-channel': ('--critic-norm', 'channel'),          # PKD-style standardisation
     'gan-levels012': ('--critic-levels', '0,1,2'),        # the three largest maps only
     'gan-warmup': ('--adv-warmup', '625'),                # over the first half
+    # Added after the seed-0 screen: a penalised critic's slope is about 1, a clipped
+    # one's far below, so at the same adv-weight it pulls far harder (results/README.md).
+    'gan-wgan-gp-w0.01': ('--critic', 'wgan-gp', '--adv-weight', '0.01'),
 }
 MINI_VOC_RES_CRITICS = replace(
     MINI_VOC_RES, name='mini-voc-res-critics', students=MINI_VOC_RES.students[:1],
