@@ -258,6 +258,11 @@ def test_hint_level_normalisation_is_each_levels_relative_error(setup):
     two = total(HintTerm(d['shapes'], TWO, connector='none', normalize='level'), d, s_maps,
                 TWO, teacher_maps=t_maps)
     assert abs(two - value) <= 1e-5 * value
+    # One device's loss alone is that device's own relative error (its own powers).
+    last = make_caps(d, s_maps, TWO, teacher_maps=t_maps)[1]
+    own = sum(np.mean((s.asnumpy() - t.asnumpy()) ** 2) / np.mean(t.asnumpy() ** 2)
+              for s, t in zip(last.student_maps, last.teacher_maps))
+    assert abs(term.loss(last).asscalar() - own) <= 1e-4 * own
     grads_reach_student_not_teacher(term, d, perturbed(d['t_maps']))
 
 

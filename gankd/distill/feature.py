@@ -123,8 +123,11 @@ class HintTerm(DistillTerm):
         if self.normalize == 'none':
             return None
         levels = len(captures[0].teacher_maps)
+        # Weighted by the devices' shares and divided by their sum, so that one device's
+        # captures alone (``loss``) give that device's own powers.
+        share = float(sum(c.fraction for c in captures))
         return [sum(c.fraction * float(mx.nd.square(c.teacher_maps[i]).mean().asscalar())
-                    for c in captures) for i in range(levels)]
+                    for c in captures) / share for i in range(levels)]
 
     @staticmethod
     def _weighted(errors, powers):
