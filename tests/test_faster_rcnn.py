@@ -173,6 +173,40 @@ def test_head_and_loss_are_gluoncvs_training_forward_and_loss(root, fr_classes):
     assert preds[1].positives().sum().asscalar() > 0
 
 
+def test_resnet10_v1b_is_a_smaller_base_with_resnet18_v1bs_geometry(root, fr_classes):
+    """``resnet10_v1b`` (gankd.detectors.backbones: GluonCV's ResNetV1b, one block per
+    stage) builds a Faster R-CNN whose backbone map has resnet18_v1b's channels and
+    stride, with fewer parameters, and trains: finite losses, a gradient in every layer."""
+    family = FASTER_RCNN
+    nets = {}
+    for base in ('resnet10_v1b', TEACHER):
+        cfg = family.config(base, SHORT, fr_classes, **TINY)
+        nets[base] = (cfg, family.build(cfg, CPU0))
+    shapes = {b: family.levels(family.split(n)[0], SHORT, CPU0) for b, (_, n) in nets.items()}
+    assert shapes['resnet10_v1b'] == shapes[TEACHER]
+
+    def size(net):
+        return sum(p.data().size for p in net.collect_params().values())
+    assert size(nets['resnet10_v1b'][1]) < 0.8 * size(nets[TEACHER][1])
+    cfg, net = nets['resnet10_v1b']
+    backbone, head = family.split(net)
+    train_set, _, _ = voc_datasets(root)
+    run = SimpleNamespace(meta=family.describe_plain(cfg), backbone=backbone, head=head,
+                          ctx=[CPU0])
+    loader = family.train_loader(train_set, run, family.data_shape(run.meta), 1, seed=3)
+    loader.set_epoch(0)
+    _, (t,) = family.unpack(next(iter(loader)), [CPU0])
+    with autograd.record():
+        objectives, parts = family.task_loss([family.forward_train(head, backbone(t.image), t)],
+                                             [t])
+    autograd.backward(objectives)
+    assert all(math.isfinite(v[0].asscalar()) for v in parts.values())
+    for name in ('layers1_', 'layers2_', 'layers3_'):  # ResNetV1b's layer1 to layer3
+        grads = [p.grad().abs().sum().asscalar() for k, p in backbone.collect_params().items()
+                 if name in k and k.endswith('weight') and p.grad_req != 'null']
+        assert grads and sum(grads) > 0, name
+
+
 # ------------------------------------------------------------------ plain training
 
 def test_plain_training_writes_params_that_eval_voc_evaluates(root, tmp_path):

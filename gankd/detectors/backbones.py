@@ -15,8 +15,10 @@ own. They have no ImageNet weights.
 """
 from gluoncv.model_zoo import model_zoo
 from gluoncv.model_zoo.resnet import BasicBlockV1, ResNetV1
+from gluoncv.model_zoo.resnetv1b import BasicBlockV1b, ResNetV1b
 
-__all__ = ['SMALL_RESNETS', 'small_resnet', 'ssd_feature_layers', 'register_small_resnets']
+__all__ = ['SMALL_RESNETS', 'SMALL_RESNETS_V1B', 'small_resnet', 'small_resnet_v1b',
+           'ssd_feature_layers', 'register_small_resnets']
 
 # name -> (blocks per stage, channels: stem then each stage)
 _RESNET18_CHANNELS = (64, 64, 128, 256, 512)
@@ -53,6 +55,37 @@ def small_resnet(name, pretrained=False, classes=1000, **kwargs):
     return ResNetV1(BasicBlockV1, list(layers), channels, classes=classes, **kwargs)
 
 
+#: ResNet-v1b bases for Faster R-CNN on the CPU (its backbone is ``conv1`` to ``layer3``,
+#: the R-CNN head's top ``layer4``): name -> blocks per stage; channels as resnet18_v1b's.
+SMALL_RESNETS_V1B = {'resnet10_v1b': (1, 1, 1, 1)}
+
+
+def small_resnet_v1b(name, pretrained=False, **kwargs):
+    """Build one of :data:`SMALL_RESNETS_V1B`: GluonCV's ``ResNetV1b`` with
+    ``BasicBlockV1b``, as its ``resnet18_v1b`` but with fewer blocks (random weights).
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`SMALL_RESNETS_V1B`.
+    pretrained : bool
+        Accepted for the model zoo's signature; no ImageNet weights exist.
+    **kwargs
+        ``ResNetV1b``'s (``dilated``, ``use_global_stats``, ...), as ``get_model`` passes
+        them to ``resnet18_v1b``.
+
+    Returns
+    -------
+    gluoncv.model_zoo.resnetv1b.ResNetV1b
+    """
+    if pretrained:
+        raise ValueError('{} has no ImageNet weights; train it from scratch'.format(name))
+    kwargs.pop('ctx', None)
+    kwargs.pop('root', None)
+    return ResNetV1b(BasicBlockV1b, list(SMALL_RESNETS_V1B[name]), name_prefix='resnetv1b_',
+                     **kwargs)
+
+
 def ssd_feature_layers(name):
     """The SSD's first two levels: the last activations of stages 3 and 4 (stride 16 and
     32), named as GluonCV names resnet18_v1's (``stage3_activation1``, ...)."""
@@ -62,11 +95,14 @@ def ssd_feature_layers(name):
 
 
 def register_small_resnets():
-    """Make every :data:`SMALL_RESNETS` name known to ``gluoncv.model_zoo.get_model``."""
+    """Make every :data:`SMALL_RESNETS` and :data:`SMALL_RESNETS_V1B` name known to
+    ``gluoncv.model_zoo.get_model``."""
     # The model zoo has no public registration hook; its name table is the one place
     # get_model, get_ssd and FeatureExpander all consult.
     for name in SMALL_RESNETS:
         model_zoo._models.setdefault(name, lambda _n=name, **kw: small_resnet(_n, **kw))
+    for name in SMALL_RESNETS_V1B:
+        model_zoo._models.setdefault(name, lambda _n=name, **kw: small_resnet_v1b(_n, **kw))
 
 
 register_small_resnets()

@@ -36,8 +36,9 @@ __all__ = ['ZOO_PRESETS', 'BASE_NETWORKS', 'FEATURE_LAYERS', 'TOP_LAYERS', 'frcn
 FEATURE_LAYERS = ('conv1', 'bn1', 'relu', 'maxpool', 'layer1', 'layer2', 'layer3')
 TOP_LAYERS = ('layer4',)
 
-#: Base networks with those layers in GluonCV's model zoo (``resnetv1b``).
-BASE_NETWORKS = ('resnet18_v1b', 'resnet34_v1b', 'resnet50_v1b', 'resnet101_v1b',
+#: Base networks with those layers in GluonCV's model zoo (``resnetv1b``), and this
+#: project's ``resnet10_v1b`` (``gankd.detectors.backbones``, for CPU-sized runs).
+BASE_NETWORKS = ('resnet10_v1b', 'resnet18_v1b', 'resnet34_v1b', 'resnet50_v1b', 'resnet101_v1b',
                  'resnet152_v1b', 'resnet50_v1c', 'resnet101_v1c', 'resnet50_v1d',
                  'resnet101_v1d', 'resnet152_v1d')
 
