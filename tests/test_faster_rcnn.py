@@ -127,6 +127,19 @@ def test_student_adapter_and_stride_check(fr_classes):
         check_geometry([(256, 6, 6)], [(256, 3, 3)], 'resnet18_v1b', 't')
 
 
+def _first_training_image(root, cfg, backbone, head):
+    """The first training image of epoch 0 (seed 3) with its targets, as the plain
+    training loop unpacks it for one CPU."""
+    family = FASTER_RCNN
+    train_set, _, _ = voc_datasets(root)
+    run = SimpleNamespace(meta=family.describe_plain(cfg), backbone=backbone, head=head,
+                          ctx=[CPU0])
+    loader = family.train_loader(train_set, run, family.data_shape(run.meta), 1, seed=3)
+    loader.set_epoch(0)
+    _, (t,) = family.unpack(next(iter(loader)), [CPU0])
+    return t
+
+
 def test_head_and_loss_are_gluoncvs_training_forward_and_loss(root, fr_classes):
     """The head's training forward on the backbone's map is GluonCV's ``FasterRCNN``
     training forward (same proposals sampled, given the image's seed), and the task
@@ -135,12 +148,7 @@ def test_head_and_loss_are_gluoncvs_training_forward_and_loss(root, fr_classes):
     cfg = family.config(TEACHER, SHORT, fr_classes, **TINY)
     net = family.build(cfg, CPU0)
     backbone, head = family.split(net)
-    train_set, _, _ = voc_datasets(root)
-    run = SimpleNamespace(meta=family.describe_plain(cfg), backbone=backbone, head=head,
-                          ctx=[CPU0])
-    loader = family.train_loader(train_set, run, family.data_shape(run.meta), 1, seed=3)
-    loader.set_epoch(0)
-    _, (t,) = family.unpack(next(iter(loader)), [CPU0])
+    t = _first_training_image(root, cfg, backbone, head)
     with autograd.record():
         preds = family.forward_train(head, backbone(t.image), t)
         _, parts = family.task_loss([preds], [t])
@@ -190,12 +198,7 @@ def test_resnet10_v1b_is_a_smaller_base_with_resnet18_v1bs_geometry(root, fr_cla
     assert size(nets['resnet10_v1b'][1]) < 0.8 * size(nets[TEACHER][1])
     cfg, net = nets['resnet10_v1b']
     backbone, head = family.split(net)
-    train_set, _, _ = voc_datasets(root)
-    run = SimpleNamespace(meta=family.describe_plain(cfg), backbone=backbone, head=head,
-                          ctx=[CPU0])
-    loader = family.train_loader(train_set, run, family.data_shape(run.meta), 1, seed=3)
-    loader.set_epoch(0)
-    _, (t,) = family.unpack(next(iter(loader)), [CPU0])
+    t = _first_training_image(root, cfg, backbone, head)
     with autograd.record():
         objectives, parts = family.task_loss([family.forward_train(head, backbone(t.image), t)],
                                              [t])

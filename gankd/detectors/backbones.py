@@ -30,6 +30,15 @@ SMALL_RESNETS = {
 }
 
 
+def _no_zoo_weights(name, pretrained, kwargs):
+    """Refuse ``pretrained`` (these networks have no ImageNet weights) and drop the
+    model zoo's download arguments from ``kwargs``."""
+    if pretrained:
+        raise ValueError('{} has no ImageNet weights; train it from scratch'.format(name))
+    kwargs.pop('ctx', None)
+    kwargs.pop('root', None)
+
+
 def small_resnet(name, pretrained=False, classes=1000, **kwargs):
     """Build one of :data:`SMALL_RESNETS` (random weights; ``pretrained`` must be False).
 
@@ -46,10 +55,7 @@ def small_resnet(name, pretrained=False, classes=1000, **kwargs):
     -------
     gluoncv.model_zoo.resnet.ResNetV1
     """
-    if pretrained:
-        raise ValueError('{} has no ImageNet weights; train it from scratch'.format(name))
-    kwargs.pop('ctx', None)
-    kwargs.pop('root', None)
+    _no_zoo_weights(name, pretrained, kwargs)
     layers, width = SMALL_RESNETS[name]
     channels = [int(c * width) for c in _RESNET18_CHANNELS]
     return ResNetV1(BasicBlockV1, list(layers), channels, classes=classes, **kwargs)
@@ -78,10 +84,7 @@ def small_resnet_v1b(name, pretrained=False, **kwargs):
     -------
     gluoncv.model_zoo.resnetv1b.ResNetV1b
     """
-    if pretrained:
-        raise ValueError('{} has no ImageNet weights; train it from scratch'.format(name))
-    kwargs.pop('ctx', None)
-    kwargs.pop('root', None)
+    _no_zoo_weights(name, pretrained, kwargs)
     return ResNetV1b(BasicBlockV1b, list(SMALL_RESNETS_V1B[name]), name_prefix='resnetv1b_',
                      **kwargs)
 
