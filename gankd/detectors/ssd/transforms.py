@@ -60,8 +60,8 @@ class SSDBatchTargets(object):
     builds it) runs once per batch, on the boxes padded with -1, rather than once per
     image in the transform: its cost is mostly per call, so this is about 25 times
     cheaper (12 ms of CPU per image against 14 to 17 ms per batch of 32 at 64 px,
-    ``results/calibration/loader_cost.py``), and the targets are the same. It had made the loader, not the network, what bounds small
-    networks' training speed. The boxes of an image come before its padding rows, so
+    ``results/calibration/loader_cost.py``), and the targets are the same. It had made
+    the loader, not the network, what bounds small networks' training speed. The boxes of an image come before its padding rows, so
     its targets are those it gets alone. An image without objects would get nonsense
     (GluonCV's matcher gives every anchor tied at IoU 0 the first box, here a padding
     row of zero size, whose box target is infinite), so it gets what every unmatched
