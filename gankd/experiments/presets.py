@@ -283,8 +283,40 @@ MINI_VOC_RES_CRITICS = replace(
     method_students={}, teacher_methods={}, teacher_students={}, student_seeds={},
     description="mini-voc-res ablation of GAN-KD's critic (issue 12), cheapest student.")
 
+# ---------------------------------------------------------------------------------------
+# mini-voc-frcnn: Table 3 in miniature (issue 14), Faster R-CNN on the CPU. Measured on
+# this machine (results/README.md): a training image costs about 1 s for a resnet18_v1b
+# Faster R-CNN at 128 px, most of it in the RCNN head's stage 4 on the sampled RoIs, so
+# the RoIs are few (16 per image) and small (4x4 before stage 4); at GluonCV's 128
+# samples of 14x14 an image costs over 3 s. So:
+# - data: mini-voc-res's three shapes at 128 px (the short side; stride 16 gives the RPN
+#   8x8 maps), 2,000 training and 300 test images;
+# - teacher: resnet18_v1b, trained for 3 epochs (750 iterations of 8 images);
+# - student: resnet10_v1b (one block per stage) with the teacher's RPN and RCNN head, for
+#   2 epochs (500 iterations), the last at a tenth of the learning rate;
+# - methods: GAN-KD at the default, and Chen et al. (hint with an adaptation layer, soft
+#   targets and teacher-bounded regression); 2 seeds.
+# ---------------------------------------------------------------------------------------
+FRCNN_FLAGS = {'data-shape': 128, 'max-size': 128, 'batch-size': 8, 'roi-size': 4,
+               'num-sample': 16, 'optimizer': 'adam', 'lr': 1e-3, 'warmup-iters': 50,
+               'val-interval': 1, 'num-workers': 1, 'checkpoint-interval': 50}
+MINI_VOC_FRCNN = Benchmark(
+    name='mini-voc-frcnn', family='faster_rcnn',
+    description='Table 3 in miniature: Faster R-CNN, resnet18_v1b teacher, resnet10_v1b '
+                'student, 2,000 easy synthetic images of three shapes at 128 px.',
+    data=SyntheticSpec(num_train=2000, num_test=300, image_size=128, seed=0,
+                       difficulty='easy', classes=SHAPES3),
+    teachers=('none', 'resnet18_v1b'),
+    teacher_flags=dict(FRCNN_FLAGS, epochs=3, **{'lr-decay-epoch': '2'}),
+    students=('resnet10_v1b',),
+    methods=('gan', 'chen'),
+    method_flags={'chen': ('--distill', 'hint,soft,bounded')},
+    seeds=(0, 1),
+    student_flags=dict(FRCNN_FLAGS, epochs=2, **{'lr-decay-epoch': '1'}),
+)
+
 PRESETS = {b.name: b for b in (MINI_VOC, MINI_VOC_METHODS, MINI_VOC_ABLATION, MINI_VOC_CAL,
-                               MINI_VOC_RES, MINI_VOC_RES_CRITICS)}
+                               MINI_VOC_RES, MINI_VOC_RES_CRITICS, MINI_VOC_FRCNN)}
 
 
 def get_preset(name):
