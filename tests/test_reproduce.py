@@ -544,3 +544,44 @@ def test_two_processes_running_one_grid_train_each_cell_once(voc_root, tmp_path)
     for r in records.values():
         # Every training writes its command once into its log: one process ran it.
         assert Path(r['log']).read_text().count('$ ') == 1, r['key']
+
+
+def test_a_faster_rcnn_report_stands_beside_table_3(tmp_path):
+    """A Faster R-CNN grid's report quotes Table 3 (not Table 1), and skips the SSD-only
+    speed measurement instead of failing on it."""
+    from gankd.experiments.report import write_report
+    from gankd.experiments.stats import record_family, summarize
+    from gankd.experiments.tables import SPEED_HEADING
+
+    def frcnn(record):
+        script = 'train_faster_rcnn.py' if record['teacher'] == 'none' else \
+            'train_gankd_faster_rcnn.py'
+        # Records written before records carried their family: told by the script.
+        return dict(record, command_line='python scripts/{} --network x'.format(script))
+    records = [frcnn(_record('resnet10_v1b', 'none', 'baseline', s, v))
+               for s, v in zip((0, 1), (0.40, 0.42))]
+    records += [frcnn(_record('resnet10_v1b', 'resnet18_v1b', 'gan', s, v))
+                for s, v in zip((0, 1), (0.43, 0.44))]
+    records.append({'key': 'teacher/resnet18_v1b/seed233', 'role': 'teacher', 'student': None,
+                    'teacher': 'resnet18_v1b', 'method': None, 'seed': 233, 'status': 'ok',
+                    'mAP': 0.6, 'history': None, 'family': 'faster_rcnn',
+                    'params': str(tmp_path / 'absent.params')})
+    assert [record_family(r) for r in records] == ['faster_rcnn'] * 5
+    assert record_family(_record('mobilenet1.0', 'none', 'baseline', 0, 0.3)) == 'ssd'
+    assert summarize(records)['family'] == 'faster_rcnn'
+
+    results = tmp_path / 'frcnn.json'
+    results.write_text(json.dumps({'records': records}))
+    out = write_report(str(results), str(tmp_path / 'rep'), speed=True)
+    text = Path(out['report']).read_text()
+    assert 'laid out like Table 3 (method: gan)' in text
+    # Gains +3.0 and +2.0: +2.5 ± 0.7, beside Table 3's two GAN-KD rows (72.0 - 67.0, 74.0
+    # - 71.7); its third row (another method) is quoted in the table, not as GAN-KD's.
+    assert re.search(r'^\| resnet10_v1b \| resnet18_v1b \| \+2\.5 ± 0\.7 \(2 pairs\) \| '
+                     r'\+5\.0 \(ResNet50 \+ RoIPooling\); \+2\.3 \(ResNet50 \+ RoIAlign\) \|$',
+                     text, re.M)
+    assert 'Table 3: Faster R-CNN students, ResNet101 teacher' in text
+    assert 'Table 1:' not in text and 'ssd_512' not in text
+    assert '| resnet18_v1b | 60.0 (n=1) | Teacher: Faster R-CNN ResNet101, 74.8+' in text
+    assert SPEED_HEADING not in text
+    assert all(os.path.exists(p) for p in out['figures'])

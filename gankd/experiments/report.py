@@ -74,7 +74,9 @@ def write_report(results, out_dir, name=None, digits=1, speed=True):
     for path in curves:
         figures['(c) training curves, ' + os.path.basename(path)[:-4]] = os.path.relpath(
             path, out_dir)
-    summary['speed'] = measure_speed(data['records']) if speed else None
+    # Export (gankd.deploy) serves the SSD family only.
+    summary['speed'] = (measure_speed(data['records'])
+                        if speed and summary['family'] == 'ssd' else None)
     if summary['speed']:
         from ..deploy import plot_map_latency
         plot_map_latency(summary['speed']['rows'], os.path.join(out_dir, name + '_speed.png'))

@@ -71,7 +71,7 @@ def _record(cell, grid, error=None):
             'history': cell.history if cell.command else None,
             'log': cell.log if cell.command else None, 'dataset_root': grid.dataset_root,
             'select': grid.select if cell.role != 'teacher' else 'best',
-            'command': cell.command,
+            'family': grid.family, 'command': cell.command,
             'command_line': shlex.join(cell.command) if cell.command else None,
             'flags': cell.flags, 'returncode': None, 'error': error, 'seconds': 0.0,
             'finished_at': time.strftime('%Y-%m-%dT%H:%M:%S')}

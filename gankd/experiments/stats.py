@@ -9,7 +9,17 @@ from collections import OrderedDict
 from .curves import is_control, read_history
 from .grid import BASELINE
 
-__all__ = ['mean_std', 'paired_gain', 'cell_key', 'summarize', 'gap_closed', 'speed_groups']
+__all__ = ['mean_std', 'paired_gain', 'cell_key', 'summarize', 'gap_closed', 'speed_groups',
+           'record_family']
+
+
+def record_family(record):
+    """The detector family of a record (``'ssd'``, ``'faster_rcnn'``): as recorded, or,
+    for records written before the family was, from its training script's name."""
+    if record.get('family'):
+        return record['family']
+    command = record.get('command_line') or ''
+    return 'faster_rcnn' if 'faster_rcnn.py' in command else 'ssd'
 
 
 def mean_std(values):
@@ -61,7 +71,7 @@ def summarize(records):
     Returns
     -------
     dict
-        ``students``, ``teachers`` (networks, without 'none'), ``methods`` (distillation
+        ``family`` (:func:`record_family` of the records), ``students``, ``teachers`` (networks, without 'none'), ``methods`` (distillation
         methods), ``cells`` (``'student|teacher|method'`` -> ``maps`` {seed: points},
         ``mean``, ``std``, ``n``, and ``train_ce``: mean, std, n of the last training
         epoch's CrossEntropy when the histories are on disk), ``gains`` (same keys,
@@ -109,7 +119,9 @@ def summarize(records):
     teacher_maps = OrderedDict((t, dict(zip(('mean', 'std', 'n'), mean_std(v))))
                                for t, v in teacher_maps.items())
     runs = _runs(records)
-    return {'students': students, 'teachers': teachers, 'methods': methods,
+    families = [record_family(r) for r in records]
+    return {'family': families[0] if families else 'ssd',
+            'students': students, 'teachers': teachers, 'methods': methods,
             'cells': cells, 'gains': gains, 'teacher_maps': teacher_maps, 'failed': failed,
             'runs': runs}
 

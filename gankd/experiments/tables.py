@@ -10,8 +10,8 @@ import os
 
 from .curves import CONTROL_PREFIX, FEATURE_TRANSFER_SHARE, iterations_to_reach
 from .grid import BASELINE
-from .published import (MODEL_ZOO, MODEL_ZOO_SOURCE, PUBLISHED_LABEL, TABLE1, published_gain,
-                        published_name, table_markdown)
+from .published import (MODEL_ZOO, MODEL_ZOO_SOURCE, PUBLISHED_LABEL, TABLE1, TABLE3,
+                        published_gain, published_name, table_markdown)
 from .stats import cell_key, gap_closed
 
 __all__ = ['fmt_cell', 'fmt_gain', 'markdown', 'iterations_markdown', 'controls_markdown',
@@ -79,10 +79,32 @@ def _table1(summary, method, digits):
     return lines
 
 
+#: Table 3's GAN-KD rows (its third row is another method, fine-grained imitation).
+TABLE3_GANKD_ROWS = ('ResNet50 + RoIPooling', 'ResNet50 + RoIAlign')
+
+
+def _table3_gains():
+    """``'+5.0 (ResNet50 + RoIPooling); +2.3 (ResNet50 + RoIAlign)'``."""
+    return '; '.join('{:+.1f} ({})'.format(round(TABLE3.rows[r][1] - TABLE3.rows[r][0], 1), r)
+                     for r in TABLE3_GANKD_ROWS)
+
+
 def _published_beside(summary, digits):
-    """Measured gains of every method beside Table 1's published GAN-KD gain for the
-    matching row and column."""
+    """Measured gains of every method beside the published GAN-KD gain: Table 1's for
+    the matching row and column (SSD), Table 3's rows (Faster R-CNN, whose networks are
+    not the table's)."""
     methods = summary['methods']
+    if summary.get('family') == 'faster_rcnn':
+        head = ['student', 'teacher'] + ['measured gain ({})'.format(m) for m in methods] + [
+            '{}: GAN-KD gain, Table 3 (ResNet101 teacher, ResNet50 student)'.format(
+                PUBLISHED_LABEL)]
+        lines = ['| ' + ' | '.join(head) + ' |', '|---' * len(head) + '|']
+        for s in summary['students']:
+            for t in summary['teachers']:
+                cells = [fmt_gain(summary['gains'].get(cell_key(s, t, m)), digits)
+                         for m in methods]
+                lines.append('| ' + ' | '.join([s, t] + cells + [_table3_gains()]) + ' |')
+        return lines
     head = ['student', 'teacher'] + ['measured gain ({})'.format(m) for m in methods] + [
         '{}: GAN-KD gain, Table 1'.format(PUBLISHED_LABEL), 'published row, column']
     lines = ['| ' + ' | '.join(head) + ' |', '|---' * len(head) + '|']
@@ -102,6 +124,12 @@ def _published_beside(summary, digits):
 
 
 def _teachers_table(summary, digits):
+    if summary.get('family') == 'faster_rcnn':
+        lines = ["| teacher | measured mAP | {}: Table 3's teacher |".format(PUBLISHED_LABEL),
+                 '|---|---|---|']
+        for t, m in summary['teacher_maps'].items():
+            lines.append('| {} | {} | {} |'.format(t, fmt_cell(m, digits), TABLE3.notes[0]))
+        return lines
     lines = ['| teacher | measured mAP | {}: GluonCV model zoo, 512 px, VOC |'.format(
         PUBLISHED_LABEL), '|---|---|---|']
     for t, m in summary['teacher_maps'].items():
@@ -172,19 +200,22 @@ def markdown(summary, name, figures=None, digits=1, results_path=None, records=N
         for t in summary['teachers']:
             out += ['## Methods (teacher {})'.format(t), ''] + \
                 _methods_table(summary, t, digits) + ['']
+    frcnn = summary.get('family') == 'faster_rcnn'
+    table = 'Table 3' if frcnn else 'Table 1'
     for m in summary['methods'][:1] or [None]:
         if m is None:
             out += ['## Measured (baselines only)', '']
         else:
-            out += ['## Measured, laid out like Table 1 (method: {})'.format(m), '']
+            out += ['## Measured, laid out like {} (method: {})'.format(table, m), '']
         out += _table1(summary, m, digits) + ['']
     if summary['methods'] and summary['teachers']:
         out += ['## Measured gains beside the published ones', ''] + \
             _published_beside(summary, digits) + ['']
     if summary['teacher_maps']:
-        out += ['## Teachers', ''] + _teachers_table(summary, digits) + \
-            ['', 'Model-zoo numbers: ' + MODEL_ZOO_SOURCE + '.', '']
+        out += ['## Teachers', ''] + _teachers_table(summary, digits) + [''] + (
+            [] if frcnn else ['Model-zoo numbers: ' + MODEL_ZOO_SOURCE + '.', ''])
     out += ['## ' + PUBLISHED_LABEL.capitalize(), '',
+            table_markdown('table3') if frcnn else
             table_markdown('table1', _published_rows(summary)), '']
     iterations = iterations_markdown(records or [])
     if len(iterations) > 2:
