@@ -320,6 +320,37 @@ def test_critic_preset_shares_its_baselines_and_gan_cells_with_mini_voc_res(tmp_
         assert [w.replace(name, 'gan') for w in words] == gan + list(flags), name
 
 
+def test_faster_rcnn_preset_runs_faster_rcnn_scripts_with_equal_student_flags(tmp_path):
+    # mini-voc-frcnn (issue 14's mini Table 3): every cell is a Faster R-CNN training,
+    # and a seed's baseline and distilled students differ only in the distillation flags.
+    proc = run_script('reproduce.py', '--preset', 'mini-voc-frcnn', '--dry-run', '--work-dir',
+                      tmp_path / 'work', '--out', tmp_path / 'frcnn.json')
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cells = dict(re.match(r'\[\d+/\d+\] (\S+): (.*)$', l).groups()
+                 for l in proc.stdout.splitlines() if l.startswith('['))
+    assert set(cells) == {'teacher/resnet18_v1b/seed233'} | {
+        'resnet10_v1b/{}/seed{}'.format(m, s) for s in (0, 1)
+        for m in ('none/baseline', 'resnet18_v1b/gan', 'resnet18_v1b/chen')}
+    teacher = cells['teacher/resnet18_v1b/seed233'].split()
+    assert os.path.basename(teacher[1]) == 'train_faster_rcnn.py'
+
+    def flags(key, drop):
+        words = cells[key].split()
+        pairs = dict(zip(words[2::2], words[3::2]))
+        return words[1], {k: v for k, v in pairs.items() if k not in drop}
+    paths = ('--save-prefix',)
+    script, base = flags('resnet10_v1b/none/baseline/seed0', paths + ('--network',))
+    assert os.path.basename(script) == 'train_faster_rcnn.py'
+    for method, extra in (('gan', {}), ('chen', {'--distill': 'hint,soft,bounded'})):
+        script, distilled = flags('resnet10_v1b/resnet18_v1b/{}/seed0'.format(method),
+                                  paths + ('--student', '--teacher', '--teacher-params'))
+        assert os.path.basename(script) == 'train_gankd_faster_rcnn.py'
+        assert distilled == dict(base, **extra), method
+        assert '--teacher-params {}'.format(
+            teacher[teacher.index('--save-prefix') + 1] + '_best.params') in cells[
+                'resnet10_v1b/resnet18_v1b/{}/seed0'.format(method)]
+
+
 def test_preset_data_is_generated_once(tmp_path):
     from gankd.errors import GankdError
     from gankd.experiments.presets import MINI_VOC, SyntheticSpec
