@@ -330,7 +330,8 @@ def test_faster_rcnn_preset_runs_faster_rcnn_scripts_with_equal_student_flags(tm
                  for l in proc.stdout.splitlines() if l.startswith('['))
     assert set(cells) == {'teacher/resnet18_v1b/seed233'} | {
         'resnet10_v1b/{}/seed{}'.format(m, s) for s in (0, 1)
-        for m in ('none/baseline', 'resnet18_v1b/gan', 'resnet18_v1b/chen')}
+        for m in ('none/baseline', 'resnet18_v1b/gan', 'resnet18_v1b/chen',
+                  'resnet18_v1b/gan-bn')}
     teacher = cells['teacher/resnet18_v1b/seed233'].split()
     assert os.path.basename(teacher[1]) == 'train_faster_rcnn.py'
 
@@ -349,6 +350,8 @@ def test_faster_rcnn_preset_runs_faster_rcnn_scripts_with_equal_student_flags(tm
         assert '--teacher-params {}'.format(
             teacher[teacher.index('--save-prefix') + 1] + '_best.params') in cells[
                 'resnet10_v1b/resnet18_v1b/{}/seed0'.format(method)]
+    assert cells['resnet10_v1b/resnet18_v1b/gan-bn/seed0'] == \
+        cells['resnet10_v1b/resnet18_v1b/gan/seed0'].replace('-gan-', '-gan-bn-') + ' --critic-bn'
 
 
 def test_preset_data_is_generated_once(tmp_path):
