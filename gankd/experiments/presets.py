@@ -299,7 +299,12 @@ MINI_VOC_RES_CRITICS = replace(
 # - gan-bn, added after gan's first seed (7.4 mAP after one epoch against the baseline's
 #   46.2, critics' distance 120): the published critic has BatchNorm, which this family
 #   leaves out by default because GluonCV trains one image per device; with 8 images per
-#   device here it can be on (--critic-bn).
+#   device here it can be on (--critic-bn);
+# - two controls, added after gan-bn's first seed (67.5 against 58.3): a distilled student
+#   starts from a copy of the teacher's RPN and R-CNN head (layer4 included), the
+#   baseline from a random one, so part of any gain may be that copy alone.
+#   'teacher-head': the teacher's head, no distillation (the adversarial weight 0);
+#   'gan-bn-fresh-head': gan-bn driving a newly initialised head, as the baseline's.
 # ---------------------------------------------------------------------------------------
 FRCNN_FLAGS = {'data-shape': 128, 'max-size': 128, 'batch-size': 8, 'roi-size': 4,
                'num-sample': 16, 'optimizer': 'adam', 'lr': 1e-3, 'warmup-iters': 50,
@@ -313,8 +318,10 @@ MINI_VOC_FRCNN = Benchmark(
     teachers=('none', 'resnet18_v1b'),
     teacher_flags=dict(FRCNN_FLAGS, epochs=3, **{'lr-decay-epoch': '2'}),
     students=('resnet10_v1b',),
-    methods=('gan', 'chen', 'gan-bn'),
-    method_flags={'chen': ('--distill', 'hint,soft,bounded'), 'gan-bn': ('--critic-bn',)},
+    methods=('gan', 'chen', 'gan-bn', 'teacher-head', 'gan-bn-fresh-head'),
+    method_flags={'chen': ('--distill', 'hint,soft,bounded'), 'gan-bn': ('--critic-bn',),
+                  'teacher-head': ('--critic-bn', '--adv-weight', '0'),
+                  'gan-bn-fresh-head': ('--critic-bn', '--head', 'fresh')},
     seeds=(0, 1),
     student_flags=dict(FRCNN_FLAGS, epochs=2, **{'lr-decay-epoch': '1'}),
 )
