@@ -149,7 +149,8 @@ def _methods_table(summary, teacher, digits):
     def train_ce(key):
         return fmt_cell((summary['cells'].get(key) or {}).get('train_ce'), 2)
 
-    row = ['none (plain SSD)']
+    row = ['none (plain Faster R-CNN)' if summary.get('family') == 'faster_rcnn'
+           else 'none (plain SSD)']
     for s in summary['students']:
         key = cell_key(s, 'none', BASELINE)
         row += [fmt_cell(summary['cells'].get(key), digits), '–', '–', train_ce(key)]
