@@ -329,7 +329,7 @@ def test_faster_rcnn_preset_runs_faster_rcnn_scripts_with_equal_student_flags(tm
     cells = dict(re.match(r'\[\d+/\d+\] (\S+): (.*)$', l).groups()
                  for l in proc.stdout.splitlines() if l.startswith('['))
     assert set(cells) == {'teacher/resnet18_v1b/seed233'} | {
-        'resnet10_v1b/{}/seed{}'.format(m, s) for s in (0, 1)
+        'resnet10_v1b/{}/seed{}'.format(m, s) for s in (0, 1, 2)
         for m in ('none/baseline', 'resnet18_v1b/gan', 'resnet18_v1b/chen',
                   'resnet18_v1b/gan-bn', 'resnet18_v1b/teacher-head',
                   'resnet18_v1b/gan-bn-fresh-head')}

@@ -305,6 +305,8 @@ MINI_VOC_RES_CRITICS = replace(
 #   baseline from a random one, so part of any gain may be that copy alone.
 #   'teacher-head': the teacher's head, no distillation (the adversarial weight 0);
 #   'gan-bn-fresh-head': gan-bn driving a newly initialised head, as the baseline's.
+# - seed 2, added after the baseline's first two seeds (58.3, 61.6: std 2.3, above issue
+#   11's limit of 1.5), so that the spread is measured over three.
 # ---------------------------------------------------------------------------------------
 FRCNN_FLAGS = {'data-shape': 128, 'max-size': 128, 'batch-size': 8, 'roi-size': 4,
                'num-sample': 16, 'optimizer': 'adam', 'lr': 1e-3, 'warmup-iters': 50,
@@ -322,7 +324,7 @@ MINI_VOC_FRCNN = Benchmark(
     method_flags={'chen': ('--distill', 'hint,soft,bounded'), 'gan-bn': ('--critic-bn',),
                   'teacher-head': ('--critic-bn', '--adv-weight', '0'),
                   'gan-bn-fresh-head': ('--critic-bn', '--head', 'fresh')},
-    seeds=(0, 1),
+    seeds=(0, 1, 2),
     student_flags=dict(FRCNN_FLAGS, epochs=2, **{'lr-decay-epoch': '1'}),
 )
 
