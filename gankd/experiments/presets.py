@@ -305,7 +305,7 @@ MINI_VOC_RES_CRITICS = replace(
 #   baseline from a random one, so part of any gain may be that copy alone.
 #   'teacher-head': the teacher's head, no distillation (the adversarial weight 0);
 #   'gan-bn-fresh-head': gan-bn driving a newly initialised head, as the baseline's.
-# - seed 2, added after the baseline's first two seeds (58.3, 61.6: std 2.3, above issue
+# - seed 2, added after the baseline's first two seeds (58.3, 61.5: std 2.3, above issue
 #   11's limit of 1.5), so that the spread is measured over three.
 # ---------------------------------------------------------------------------------------
 FRCNN_FLAGS = {'data-shape': 128, 'max-size': 128, 'batch-size': 8, 'roi-size': 4,
