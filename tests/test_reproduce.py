@@ -301,7 +301,7 @@ def test_critic_preset_shares_its_baselines_and_gan_cells_with_mini_voc_res(tmp_
     # cells both have must be the same commands; each variant adds its flags once.
     from gankd.experiments.presets import CRITIC_VARIANTS
     commands = {}
-    for preset in ('mini-voc-res', 'mini-voc-res-critics'):
+    for preset in ('mini-voc-res', 'mini-voc-res-critics', 'mini-voc-res-gan-cosine'):
         proc = run_script('reproduce.py', '--preset', preset, '--dry-run', '--work-dir',
                           tmp_path / 'work', '--out', tmp_path / (preset + '.json'))
         assert proc.returncode == 0, proc.stderr[-2000:]
@@ -318,6 +318,18 @@ def test_critic_preset_shares_its_baselines_and_gan_cells_with_mini_voc_res(tmp_
         words = critics['resnet10_v1_0.25/resnet18_v1/{}/seed0'.format(name)].split()
         # The default gan cell's command (its own paths), then the variant's flags.
         assert [w.replace(name, 'gan') for w in words] == gan + list(flags), name
+    # The full-trio run of gan+cosine: every student and seed, the cheapest student's
+    # cells being the critic preset's own, and nothing of mini-voc-res changed.
+    trio = commands['mini-voc-res-gan-cosine']
+    assert all(res[k] == trio[k] for k in set(res) & set(trio))
+    assert all(critics[k] == trio[k] for k in set(critics) & set(trio))
+    for student in ('resnet10_v1_0.25', 'resnet10_v1_0.5', 'resnet18_v1_0.5'):
+        for seed in (0, 1, 2):
+            cell = '{}/resnet18_v1/{{}}/seed{}'.format(student, seed)
+            assert cell.format('gan') in res
+            assert trio[cell.format('gan+cosine')].split() == [
+                w.replace('-gan-', '-gan+cosine-') for w in res[cell.format('gan')].split()
+            ] + ['--distill', 'gan,cosine']
 
 
 def test_faster_rcnn_preset_runs_faster_rcnn_scripts_with_equal_student_flags(tmp_path):
