@@ -82,6 +82,8 @@ def test_zoo_preset_has_gluoncvs_parameters_and_small_presets_fit_their_anchors(
                              mx.cpu())
     theirs = get_model(preset, pretrained=False, pretrained_base=False)
     theirs.initialize()
+    # GluonCV keeps the number in two places; both must be there for the override to act.
+    assert theirs._rpn_test_post_nms == theirs.rpn._test_post_nms == cfg['rpn_test_post_nms']
     theirs._rpn_test_post_nms = theirs.rpn._test_post_nms = 4
     with autograd.predict_mode():
         theirs(mx.nd.zeros((1, 3, 128, 128)))

@@ -296,7 +296,7 @@ def test_ablation_preset_variants_replace_the_flag_they_change(tmp_path):
             assert words.count(flags[0]) == 1   # e.g. --gan-epochs 4 alone, not 8 then 4
 
 
-def test_critic_preset_shares_its_baselines_and_gan_cells_with_mini_voc_res(tmp_path):
+def test_critic_and_trio_presets_share_their_baselines_and_gan_cells_with_mini_voc_res(tmp_path):
     # Issue 12's ablation reuses mini-voc-res's trainings in the same --work-dir: the
     # cells both have must be the same commands; each variant adds its flags once.
     from gankd.experiments.presets import CRITIC_VARIANTS
