@@ -119,6 +119,45 @@ def _short_run(voc_root, teacher_params, argv):
     return run
 
 
+def test_recipes_give_the_published_gankd_and_best_settings_one_flag_each():
+    from gankd.cli import apply_recipe, training_parser
+
+    def parsed(argv, family='ssd'):
+        return apply_recipe(training_parser('t', distill=True, family=family).parse_args(argv))
+    assert (parsed([]).distill, parsed([]).adv_weight) == ('gan,cosine', 0.1)
+    assert (parsed(['--recipe', 'gankd']).distill, parsed(['--recipe', 'gankd']).adv_weight) \
+        == ('gan', 0.1)
+    published = parsed(['--recipe', 'published'])
+    assert (published.distill, published.adv_weight) == ('gan', 1.0)
+    # Flags given explicitly win over the recipe.
+    mixed = parsed(['--recipe', 'published', '--adv-weight', '0.5', '--distill', 'gan,hint'])
+    assert (mixed.distill, mixed.adv_weight) == ('gan,hint', 0.5)
+    # Faster R-CNN keeps GAN-KD alone: the composite was measured on SSD only.
+    assert parsed([], 'faster_rcnn').distill == 'gan'
+
+
+def test_the_scripts_default_trains_gankd_with_a_cosine_term(voc_root, teacher_params,
+                                                             tmp_path):
+    """Through the script's own code path: no flag means the critics plus the cosine term,
+    ``--recipe published`` the critics alone at weight 1."""
+    import json
+    from gankd.cli import train_from_args, training_parser
+    weights = {}
+    for name, extra in (('default', []), ('published', ['--recipe', 'published'])):
+        prefix = str(tmp_path / name)
+        train_from_args(training_parser('t', distill=True).parse_args([
+            '--teacher', TEACHER, '--student', STUDENT, '--teacher-params', teacher_params,
+            '--data-shape', str(DATA_SHAPE), '--dataset-root', voc_root, '--batch-size', '8',
+            '-j', '0', '--save-prefix', prefix, '--optimizer', 'adam', '--epochs', '1',
+            '--skip-data-check', '--log-interval', '0'] + extra), distill=True)
+        with open(prefix + '_last.json') as f:
+            weights[name] = json.load(f)['distill']
+        with open(prefix + '_history.jsonl') as f:
+            logged = set(json.loads(f.readline()))
+        assert ('Loss_cosine' in logged) is (name == 'default') and 'Loss_G' in logged
+    assert weights == {'default': {'gan': 0.1, 'cosine': 1.0}, 'published': {'gan': 1.0}}
+
+
 def test_wgan_clip_flags_give_bit_identical_weights_to_the_defaults(voc_root, teacher_params):
     """``--critic wgan-clip`` (and the other new flags at their defaults) trains exactly as
     no flag: same student, head, critics and critic input scales, bit for bit."""
@@ -523,6 +562,15 @@ def test_new_options_compose_with_a_direct_feature_term_in_training(voc_root, te
                     distill=True)
     with open(prefix + '_history.jsonl') as f:
         assert [json.loads(l)['epoch'] for l in f if l.strip()] == [0, 1]
+    # The cosine term has no parameters, so the checkpoint's blocks would fit a run
+    # without it: the recorded terms refuse that resume instead of mixing two settings.
+    gan_only = [a for a in argv if a not in ('gan,cosine', '0.5,1')]
+    gan_only[gan_only.index('--distill') + 1:gan_only.index('--distill') + 1] = ['gan']
+    gan_only[gan_only.index('--distill-weights') + 1:
+             gan_only.index('--distill-weights') + 1] = ['0.5']
+    with pytest.raises(GankdError, match='gan 0.5, cosine 1 but this run has gan 0.5'):
+        train_from_args(parser.parse_args(gan_only + ['--epochs', '3', '--resume', 'auto']),
+                        distill=True)
 
 
 def test_hinge_sn_composes_with_hint_in_one_train_step(setup):

@@ -327,9 +327,54 @@ def test_critic_and_trio_presets_share_their_baselines_and_gan_cells_with_mini_v
         for seed in (0, 1, 2):
             cell = '{}/resnet18_v1/{{}}/seed{}'.format(student, seed)
             assert cell.format('gan') in res
+            gan_words = res[cell.format('gan')].split()
+            assert gan_words[-2:] == ['--distill', 'gan']
             assert trio[cell.format('gan+cosine')].split() == [
-                w.replace('-gan-', '-gan+cosine-') for w in res[cell.format('gan')].split()
+                w.replace('-gan-', '-gan+cosine-') for w in gan_words[:-2]
             ] + ['--distill', 'gan,cosine']
+
+
+def test_cells_write_out_gankd_and_count_records_made_when_it_was_the_default(tmp_path):
+    """train_gankd_ssd.py's default became GAN-KD plus a cosine term (``--recipe best``), so
+    a method whose flags name no terms gets ``--distill gan`` written out. Its records from
+    before, which left it implicit, are still done; a record with any other flags is not."""
+    from gankd.experiments.results_file import RESULTS_FORMAT
+    out = tmp_path / 'r.json'
+    grid = ['--preset', 'mini-voc-res-critics', '--dry-run', '--work-dir', tmp_path / 'work',
+            '--out', out, '--seeds', '0', '--students', 'resnet10_v1_0.25', '--methods',
+            'gan,gan-published,gan+cosine']
+
+    def cells():
+        proc = run_script('reproduce.py', *grid)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        cell = r'\[\d+/\d+\] resnet10_v1_0\.25/resnet18_v1/(\S+)/seed0: (.*)$'
+        return proc, dict(re.match(cell, l).groups() for l in proc.stdout.splitlines()
+                          if re.match(cell, l) and 'skipped' not in l)
+    _, commands = cells()
+    words = {m: c.split() for m, c in commands.items()}
+    assert words['gan'][-2:] == ['--distill', 'gan']
+    assert words['gan-published'][-4:] == ['--distill', 'gan', '--adv-weight', '1']
+    assert words['gan+cosine'][-2:] == ['--distill', 'gan,cosine']
+    assert all(w.count('--distill') == 1 for w in words.values())
+
+    def implicit(method):   # the flags the cell had before: no --distill gan
+        w = words[method][2:]
+        i = w.index('--distill')
+        return w[:i] + w[i + 2:]
+
+    def record(method, flags):
+        return {'key': 'resnet10_v1_0.25/resnet18_v1/{}/seed0'.format(method), 'status': 'ok',
+                'mAP': 0.3, 'select': 'last', 'flags': flags}
+    out.write_text(json.dumps({'format': RESULTS_FORMAT, 'name': 'r', 'records': [
+        record('gan', implicit('gan')), record('gan-published', implicit('gan-published'))]}))
+    proc, commands = cells()
+    assert set(commands) == {'gan+cosine'}   # the other two are done
+    assert proc.stdout.count('done (mAP=0.3000), skipped') == 2
+    # A method with its own terms had them written out before too: no implicit form.
+    out.write_text(json.dumps({'format': RESULTS_FORMAT, 'name': 'r', 'records': [
+        record('gan+cosine', implicit('gan+cosine'))]}))
+    refused = run_script('reproduce.py', *grid)
+    assert refused.returncode == 2 and 'run with other flags' in refused.stderr
 
 
 def test_faster_rcnn_preset_runs_faster_rcnn_scripts_with_equal_student_flags(tmp_path):
@@ -355,7 +400,8 @@ def test_faster_rcnn_preset_runs_faster_rcnn_scripts_with_equal_student_flags(tm
     paths = ('--save-prefix',)
     script, base = flags('resnet10_v1b/none/baseline/seed0', paths + ('--network',))
     assert os.path.basename(script) == 'train_faster_rcnn.py'
-    for method, extra in (('gan', {}), ('chen', {'--distill': 'hint,soft,bounded'})):
+    for method, extra in (('gan', {'--distill': 'gan'}),
+                          ('chen', {'--distill': 'hint,soft,bounded'})):
         script, distilled = flags('resnet10_v1b/resnet18_v1b/{}/seed0'.format(method),
                                   paths + ('--student', '--teacher', '--teacher-params'))
         assert os.path.basename(script) == 'train_gankd_faster_rcnn.py'

@@ -16,17 +16,18 @@ from typing import Dict, List, Optional, Tuple
 
 from ..errors import GankdError
 
-__all__ = ['METHODS', 'BASELINE', 'RANDOM_SUFFIX', 'TRAIN_SCRIPTS', 'Grid', 'Cell',
-           'flag_list', 'teacher_network', 'plan']
+__all__ = ['METHODS', 'BASELINE', 'RANDOM_SUFFIX', 'IMPLICIT_DISTILL', 'TRAIN_SCRIPTS', 'Grid',
+           'Cell', 'flag_list', 'teacher_network', 'plan']
 
 # The repository (gankd/experiments/ is two levels down), whose scripts the cells run.
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / 'scripts'
 
 #: Distillation methods: name -> extra flags of ``scripts/train_gankd_ssd.py``. GAN-KD
-#: with the defaults is 'gan'. Any registered term, or terms joined by '+', is a method
-#: without an entry here (``--methods cosine`` is ``--distill cosine``); these entries
-#: are the names earlier results use. ``--method NAME=FLAGS`` adds one for a single grid.
+#: with the default critics is 'gan'. Any registered term, or terms joined by '+', is a
+#: method without an entry here (``--methods cosine`` is ``--distill cosine``); these
+#: entries are the names earlier results use. ``--method NAME=FLAGS`` adds one for a single
+#: grid. Flags without ``--distill`` are GAN-KD's: the cell gets ``--distill gan``.
 METHODS: Dict[str, Tuple[str, ...]] = {
     'gan': (),
     # The related methods of the seeds, on the same SSD and loop (issue 5's ablation).
@@ -154,6 +155,9 @@ class Cell:
     params: str              # the params file evaluated
     command: Optional[List[str]]
     depends: Optional[str] = None   # key of the teacher cell
+    # The flags the same training was recorded with before its cell wrote out
+    # ``--distill gan`` (:data:`IMPLICIT_DISTILL`); None when they are ``flags``.
+    legacy_flags: Optional[List[str]] = None
 
     @property
     def flags(self):
@@ -210,6 +214,11 @@ def _check_command(command, distill, what, family='ssd'):
 
 RANDOM_SUFFIX = '@random'
 
+#: What a method whose flags name no terms distils with. The cells write it out because
+#: the script's own default changed (``--recipe best`` became SSD's default, issue 12);
+#: results recorded before that had these flags left implicit, which meant the same.
+IMPLICIT_DISTILL = ('--distill', 'gan')
+
 
 def teacher_network(name):
     """The network of a grid's teacher name: ``'resnet18_v1@random'`` -> ``'resnet18_v1'``."""
@@ -251,6 +260,7 @@ def _student_cell(grid, student, teacher_cell, method, seed, plain_flags):
     common = ['--dataset-root', grid.dataset_root, '--save-prefix', prefix,
               '--seed', str(seed), '--resume', 'auto']
     student_flags = dict(grid.student_flags, **grid.student_overrides.get(student, {}))
+    legacy = None
     if teacher_cell is None:
         flags = {k: v for k, v in student_flags.items() if k in plain_flags}
         command = [sys.executable, grid.script(distill=False), '--network', student] + \
@@ -259,13 +269,17 @@ def _student_cell(grid, student, teacher_cell, method, seed, plain_flags):
         extra = list(grid.methods_flags[method])
         # A method's own value of a student flag (an ablation's --gan-epochs 4) replaces it.
         flags = {k: v for k, v in student_flags.items() if '--' + k not in extra}
-        command = [sys.executable, grid.script(distill=True), '--teacher',
-                   teacher_network(teacher), '--teacher-params', teacher_cell.params,
-                   '--student', student] + common + flag_list(flags) + extra
+        head = [sys.executable, grid.script(distill=True), '--teacher',
+                teacher_network(teacher), '--teacher-params', teacher_cell.params,
+                '--student', student] + common + flag_list(flags)
+        command = head + extra
+        if '--distill' not in extra and '--recipe' not in extra:
+            command = head + list(IMPLICIT_DISTILL) + extra
+            legacy = (head + extra)[2:]
     params = '{}_{}.params'.format(prefix, grid.select)
     return Cell(key, 'distill' if teacher_cell else 'baseline', student, teacher, method,
                 seed, prefix, params, command,
-                depends=teacher_cell.key if teacher_cell else None)
+                depends=teacher_cell.key if teacher_cell else None, legacy_flags=legacy)
 
 
 def plan(grid):

@@ -260,8 +260,9 @@ MINI_VOC_RES = replace(
 )
 
 # Issue 12's measurement: the critic variants and options of GAN-KD on mini-voc-res's
-# cheapest student, 3 seeds, everything else as there. 'gan' (the default: WGAN with
-# clipping at adv-weight 0.1) and 'gan-published' (adv-weight 1) are mini-voc-res's own
+# cheapest student, 3 seeds, everything else as there. Every variant is GAN-KD alone
+# (the grid adds --distill gan) with the change named. 'gan' (WGAN with clipping at
+# adv-weight 0.1) and 'gan-published' (adv-weight 1) are mini-voc-res's own
 # cells: run with its --work-dir and their finished trainings are reused (same flags, so
 # --resume auto finds them done), as are its teacher and baselines.
 CRITIC_VARIANTS = {
@@ -285,8 +286,9 @@ MINI_VOC_RES_CRITICS = replace(
     description="mini-voc-res ablation of GAN-KD's critic (issue 12), cheapest student.")
 
 # Issue 12's full-trio run: the setting that lost least over 3 seeds on the cheapest
-# student (gan+cosine, -2.0 +- 0.5 mAP against -3.6 +- 1.0 for the default; none gained),
-# on every student of mini-voc-res, beside the default. Chosen from the 3-seed results of
+# student (gan+cosine, -2.0 +- 0.5 mAP against -3.6 +- 1.0 for GAN-KD alone; none
+# gained), on every student of mini-voc-res, beside GAN-KD alone; since then it is
+# train_gankd_ssd.py's default, --recipe best. Chosen from the 3-seed results of
 # mini-voc-res-critics before any of these cells ran; run it with mini-voc-res's
 # --work-dir, whose teacher, baselines and gan cells it reuses.
 MINI_VOC_RES_GAN_COSINE = replace(

@@ -91,12 +91,11 @@ def quickstart(out_dir='runs/quickstart', preset='default', seed=233, workers=1,
         '--network', p['student'], '--epochs', p['student_epochs'],
         '--save-prefix', os.path.join(params, 'baseline')])
     stages.update()
+    # GAN-KD itself, not train_gankd_ssd.py's default recipe (GAN-KD plus a cosine term).
     gankd = _train(True, common + student_schedule + [
-                                   '--teacher', p['teacher'], '--student', p['student'],
-                                   '--teacher-params', teacher['best_params'],
-                                   '--epochs', p['student_epochs'],
-                                   '--gan-epochs', p['gan_epochs'],
-                                   '--save-prefix', os.path.join(params, 'gankd')])
+        '--recipe', 'gankd', '--teacher', p['teacher'], '--student', p['student'],
+        '--teacher-params', teacher['best_params'], '--epochs', p['student_epochs'],
+        '--gan-epochs', p['gan_epochs'], '--save-prefix', os.path.join(params, 'gankd')])
     stages.update()
     stages.close()
     result = {'preset': preset, 'settings': p, 'seed': seed, 'data': data}

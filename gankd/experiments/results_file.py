@@ -113,7 +113,8 @@ def done_records(grid, cells):
             done[r['key']] = r
     for cell in cells:
         r = done.get(cell.key)
-        if r is not None and r.get('flags') != cell.flags:
+        if r is not None and r.get('flags') != cell.flags and (
+                cell.legacy_flags is None or r.get('flags') != cell.legacy_flags):
             raise GankdError(
                 '{} holds cell {} run with other flags ({}); use another --out and '
                 '--work-dir, or delete that record'.format(

@@ -371,6 +371,11 @@ def fit(run, train_data, val_data, cfg, logger=None, metric=None):
         return _fit(run, train_data, val_data, cfg, logger, metric, stop)
 
 
+def _terms_text(weights):
+    """``{'gan': 0.1, 'cosine': 1.0}`` -> ``'gan 0.1, cosine 1'``; None -> ``'none'``."""
+    return ', '.join('{} {:g}'.format(k, v) for k, v in weights.items()) if weights else 'none'
+
+
 def _fit(run, train_data, val_data, cfg, logger, metric, stop):
     logger = logger or setup_logging(cfg.save_prefix)
     gan_epochs = cfg.epochs if cfg.gan_epochs is None else cfg.gan_epochs
@@ -383,7 +388,16 @@ def _fit(run, train_data, val_data, cfg, logger, metric, stop):
             logger.info('--resume auto: no checkpoint of {} yet, starting fresh'.format(
                 cfg.save_prefix))
         else:
-            state.update(load_checkpoint(path, run.blocks(), run.trainers(), run.ctx))
+            loaded = load_checkpoint(path, run.blocks(), run.trainers(), run.ctx)
+            # Terms without parameters (cosine, soft, ...) leave the checkpoint's blocks
+            # alike, so only the recorded terms tell another --distill (or --recipe) apart.
+            if 'distill' in loaded and loaded['distill'] != run.meta.get('distill'):
+                raise GankdError('checkpoint {} was made with the distillation terms {} but '
+                                 'this run has {}; resume with the flags it was made with '
+                                 '(the same --distill, --distill-weights and --recipe)'.format(
+                                     path, _terms_text(loaded['distill']),
+                                     _terms_text(run.meta.get('distill'))))
+            state.update(loaded)
             logger.info('Resumed from {} at epoch {}, iteration {}'.format(
                 path, state['epoch'], state['iteration']))
     history_file = cfg.save_prefix + '_history.jsonl'
@@ -396,7 +410,8 @@ def _fit(run, train_data, val_data, cfg, logger, metric, stop):
             saved['path'] = save_checkpoint(
                 cfg.save_prefix, run.blocks(), run.trainers(), dict(
                     epoch=epoch, iteration=iteration, batch=batch,
-                    best_map=state['best_map'], best_params=state['best_params']),
+                    best_map=state['best_map'], best_params=state['best_params'],
+                    distill=run.meta.get('distill')),
                 keep=cfg.keep_checkpoints)
             saved['key'] = key
         return saved['path']
