@@ -18,9 +18,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
-from gankd.data.voc import voc_datasets
-from gankd.detectors.detector import load_detector
-from gankd.train.run import build_gankd_run
+from warm_start_control import control_run   # this folder's script: the same run
 
 
 def _stats(x, maps):
@@ -37,14 +35,7 @@ def main():
     args = p.parse_args()
     mx.random.seed(0)
     np.random.seed(0)
-    meta, _, _ = load_detector(args.teacher_params)
-    network, shape = meta['ssd']['base'], int(meta['ssd']['data_shape'])
-    train, test, classes = voc_datasets(args.root)
-    ctx = [mx.cpu()]
-    run = build_gankd_run(network, network, shape, classes, ctx,
-                          teacher_params=args.teacher_params, distill=('hint',),
-                          hint_connector='none', head='frozen', det_weight=0.0,
-                          optimizer='adam', lr=1e-3)
+    run, shape, train, test = control_run(args.teacher_params, args.root)
     family = run.family
     loader = family.train_loader(train, run, shape, 32, 0, augment='light', seed=0)
     for i, batch in enumerate(loader):
@@ -55,15 +46,14 @@ def main():
         with autograd.record():   # training-mode losses, as the loop logs them
             preds = family.forward_train(run.teacher_head, list(maps), targets[0])
             _, logged = family.task_loss([preds], [targets[0]])
-        losses = ', '.join('{} {:.3f}'.format(k, float(np.sum([
-            u.asscalar() if hasattr(u, 'asscalar') else u for u in
-            (v if isinstance(v, list) else [v])]))) for k, v in logged.items())
+        losses = ', '.join('{} {:.3f}'.format(name, sum(v.asscalar() for v in per_device))
+                           for name, per_device in logged.items())
         print('training batch {}: {}; teacher detection loss: {}'.format(
             i, _stats(xs[0], maps), losses))
     for i, batch in enumerate(family.val_loader(test, shape, 32, 0)):
         if i == args.batches:
             break
-        x = batch[0].as_in_context(ctx[0])
+        x = batch[0].as_in_context(run.ctx[0])
         print('validation batch {}: {}'.format(i, _stats(x, run.teacher(x))))
 
 

@@ -33,6 +33,19 @@ def voc_map(run, val):
     return 100 * dict(zip(names, values))['mAP']
 
 
+def control_run(teacher_params, root):
+    """The feature-transfer control's run, built as ``train_gankd_ssd.py`` builds it, from
+    a teacher's params; returns ``(run, data_shape, train_set, test_set)``."""
+    meta, _, _ = load_detector(teacher_params)
+    network, shape = meta['ssd']['base'], int(meta['ssd']['data_shape'])
+    train, test, classes = voc_datasets(root)
+    run = build_gankd_run(network, network, shape, classes, [mx.cpu()],
+                          teacher_params=teacher_params, distill=('hint',),
+                          hint_connector='none', head='frozen', det_weight=0.0,
+                          optimizer='adam', lr=1e-3)
+    return run, shape, train, test
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('teacher_params')
@@ -43,14 +56,8 @@ def main():
     args = p.parse_args()
     mx.random.seed(args.seed)
     np.random.seed(args.seed)
-    meta, _, _ = load_detector(args.teacher_params)
-    network, shape = meta['ssd']['base'], int(meta['ssd']['data_shape'])
-    train, test, classes = voc_datasets(args.root)
-    ctx = [mx.cpu()]
-    run = build_gankd_run(network, network, shape, classes, ctx,
-                          teacher_params=args.teacher_params, distill=('hint',),
-                          hint_connector='none', head='frozen', det_weight=0.0,
-                          optimizer='adam', lr=1e-3)
+    run, shape, train, test = control_run(args.teacher_params, args.root)
+    ctx = run.ctx
     val = run.family.val_loader(test, shape, 32, 0)
     teacher = list(run.teacher.collect_params().values())
     student = list(run.backbone.collect_params().values())
