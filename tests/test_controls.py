@@ -140,3 +140,74 @@ def test_an_untrained_teacher_teaches_nothing(tmp_path):
     16.24 to 16.86)."""
     _, losses = _fit_then_distil(0, 60, tmp_path)
     assert losses[-1] > 0.8 * losses[0], losses
+
+
+def _hint_at_the_teachers_weights(voc_root, teacher_params, teacher_bn):
+    """One train_step of the control's run (hint alone into the frozen head) whose student
+    holds the teacher's weights, with the teacher's maps on ``teacher_bn`` statistics.
+    Returns the logged hint loss, and whether the teacher's parameters (running statistics
+    included) are exactly as before."""
+    import mxnet as mx
+    import numpy as np
+    from conftest import TEACHER
+    from gankd.cli import seed_everything
+    from gankd.data.voc import voc_datasets
+    from gankd.train.loop import train_step
+    from gankd.train.run import build_gankd_run
+    seed_everything(1)
+    train_set, _, classes = voc_datasets(voc_root)
+    run = build_gankd_run(TEACHER, TEACHER, DATA_SHAPE, classes, [mx.cpu()],
+                          teacher_params=teacher_params, distill=['hint'], head='frozen',
+                          hint_connector='none', det_weight=0, optimizer='adam', lr=1e-3,
+                          teacher_bn=teacher_bn)
+    teacher = list(run.teacher.collect_params().values())
+    for t, s in zip(teacher, run.backbone.collect_params().values()):
+        s.set_data(t.data())
+    before = [t.data().asnumpy() for t in teacher]
+    batch = next(iter(run.family.train_loader(train_set, run, DATA_SHAPE, 8, 0,
+                                              augment='light')))
+    hint = train_step(run, batch)['Loss_hint']
+    unchanged = all(np.array_equal(b, t.data().asnumpy()) for b, t in zip(before, teacher))
+    return hint, unchanged
+
+
+def test_on_batch_statistics_the_teachers_own_weights_meet_the_hint_exactly(voc_root,
+                                                                            teacher_params):
+    """``--teacher-bn batch``: the student trains on its batches' BatchNorm statistics, and
+    so does the teacher when it gives its maps, so a student holding the teacher's weights
+    has exactly the teacher's maps and nothing pulls it away. On running statistics (the
+    default) the same student misses them (this teacher's running statistics are its
+    initial ones, far from its batches'). Either way the teacher stays as it was."""
+    batch, batch_unchanged = _hint_at_the_teachers_weights(voc_root, teacher_params, 'batch')
+    running, running_unchanged = _hint_at_the_teachers_weights(voc_root, teacher_params,
+                                                               'running')
+    assert batch_unchanged and running_unchanged
+    assert running > 0.01
+    assert batch < 1e-6 * running, (batch, running)
+
+
+def test_resume_with_another_teacher_bn_is_refused(voc_root, teacher_params, tmp_path):
+    """The teacher's BatchNorm statistics change the targets but no parameter, so the
+    checkpoint records them and a resume with the other setting is refused in one error."""
+    import json
+    from conftest import STUDENT, TEACHER
+    from gankd.cli import train_from_args, training_parser
+    from gankd.errors import GankdError
+    prefix = str(tmp_path / 'bn')
+    argv = ['--teacher', TEACHER, '--student', STUDENT, '--teacher-params', teacher_params,
+            '--data-shape', str(DATA_SHAPE), '--dataset-root', voc_root, '--batch-size', '8',
+            '-j', '0', '--save-prefix', prefix, '--distill', 'hint', '--optimizer', 'adam',
+            '--val-interval', '5', '--skip-data-check', '--log-interval', '0']
+    parser = training_parser('t', distill=True)
+    train_from_args(parser.parse_args(argv + ['--epochs', '1', '--teacher-bn', 'batch']),
+                    distill=True)
+    with open(prefix + '_last.json') as f:
+        assert json.load(f)['teacher_bn'] == 'batch'
+    with pytest.raises(GankdError, match='--teacher-bn batch but this run has '
+                                         '--teacher-bn running'):
+        train_from_args(parser.parse_args(argv + ['--epochs', '2', '--resume', 'auto']),
+                        distill=True)
+    train_from_args(parser.parse_args(argv + ['--epochs', '2', '--resume', 'auto',
+                                              '--teacher-bn', 'batch']), distill=True)
+    with open(prefix + '_history.jsonl') as f:
+        assert [json.loads(l)['epoch'] for l in f if l.strip()] == [0, 1]

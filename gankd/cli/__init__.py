@@ -190,6 +190,12 @@ def training_parser(description, distill, family='ssd'):
                        help="hint's adaptation layer: a trainable 1x1 conv per level (Chen "
                        "et al.), or none: L2 between the maps the head receives and the "
                        "teacher's")
+        p.add_argument('--teacher-bn', default='running', choices=['running', 'batch'],
+                       help="BatchNorm statistics of the frozen teacher when it gives its "
+                       "maps: its running ones (inference, as MMRazor's teacher_norm_eval), "
+                       "or each batch's own, as the student's in training, so that the "
+                       "teacher's weights reproduce its targets exactly (its running "
+                       "statistics stay untouched)")
         p.add_argument('--head', default='teacher', choices=['teacher', 'fresh', 'frozen'],
                        help="the head the student's maps drive: a trainable copy of the "
                        "teacher's, a newly initialised one, or the teacher's, frozen")
@@ -361,6 +367,7 @@ def train_from_args(args, distill, family=None):
                               head=args.head, distill=split_list(args.distill, '--distill'),
                               distill_weights=weights, det_weight=args.det_weight,
                               hint_connector=args.hint_connector,
+                              teacher_bn=args.teacher_bn,
                               distill_options=parse_term_options(args.distill_options),
                               **gan_options(args), **common)
     else:

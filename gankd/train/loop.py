@@ -23,6 +23,7 @@ from .checkpoint import load_checkpoint, resolve_resume, save_checkpoint
 from ..detectors.detector import save_detector
 from ..distill.base import TEACHER_MAPS, TEACHER_PREDICTIONS, Captures
 from .distributed import backward
+from .teacher import teacher_maps
 from ..errors import DivergenceError, GankdError
 from ..stopping import StopRequested, StopSignals, signal_name
 
@@ -69,6 +70,9 @@ class Run:
         Weight of the detection loss in the student's objective while the distillation
         terms are on (``--det-weight``; 0 trains through the terms alone, the
         feature-transfer control). Fine-tuning epochs always use 1.
+    teacher_bn : {'running', 'batch'}
+        The BatchNorm statistics the teacher gives its maps with (``--teacher-bn``; see
+        :mod:`gankd.train.teacher`).
     """
     ctx: List[Any]
     family: Any
@@ -83,6 +87,7 @@ class Run:
     teacher_head: Any = None
     amp: Any = None
     det_weight: float = 1.0
+    teacher_bn: str = 'running'
 
     def blocks(self):
         blocks = {'model': self.save_block}
@@ -191,8 +196,9 @@ def train_step(run, batch, distill=True):
     total = float(sum(x.shape[0] for x in xs))
     terms = run.terms if distill else []
     needs = {n for t in terms for n in t.needs}
-    # The teacher runs outside autograd.record: no graph, no gradients, BN in inference.
-    t_maps = [run.teacher(x) for x in xs] if TEACHER_MAPS in needs else [None] * len(xs)
+    # The teacher runs outside autograd.record: no graph, no gradients.
+    t_maps = ([teacher_maps(run.teacher, x, run.teacher_bn) for x in xs]
+              if TEACHER_MAPS in needs else [None] * len(xs))
     with autograd.record():
         s_maps = [run.backbone(x) for x in xs]
     caps = [Captures(list(s), t, x.shape[0] / total, targets=tg, family=family)
@@ -397,6 +403,12 @@ def _fit(run, train_data, val_data, cfg, logger, metric, stop):
                                  '(the same --distill, --distill-weights and --recipe)'.format(
                                      path, _terms_text(loaded['distill']),
                                      _terms_text(run.meta.get('distill'))))
+            # Checkpoints made before --teacher-bn existed were all on running statistics.
+            if run.teacher is not None and loaded.get('teacher_bn', 'running') != run.teacher_bn:
+                raise GankdError('checkpoint {} was made with --teacher-bn {} but this run has '
+                                 '--teacher-bn {}; resume with the flags it was made with'
+                                 .format(path, loaded.get('teacher_bn', 'running'),
+                                         run.teacher_bn))
             state.update(loaded)
             logger.info('Resumed from {} at epoch {}, iteration {}'.format(
                 path, state['epoch'], state['iteration']))
@@ -411,7 +423,7 @@ def _fit(run, train_data, val_data, cfg, logger, metric, stop):
                 cfg.save_prefix, run.blocks(), run.trainers(), dict(
                     epoch=epoch, iteration=iteration, batch=batch,
                     best_map=state['best_map'], best_params=state['best_params'],
-                    distill=run.meta.get('distill')),
+                    distill=run.meta.get('distill'), teacher_bn=run.teacher_bn),
                 keep=cfg.keep_checkpoints)
             saved['key'] = key
         return saved['path']

@@ -7,6 +7,7 @@ from ..distill.base import DistillContext, build_terms
 from ..errors import GankdError
 from .distributed import Distribution, sync_batchnorm
 from .loop import Run
+from .teacher import TEACHER_BN_CHOICES
 
 __all__ = ['HEAD_CHOICES', 'contexts', 'build_plain_run', 'build_distill_run',
            'build_gankd_run']
@@ -100,7 +101,7 @@ def build_distill_run(teacher, student, data_shape, classes, ctx, teacher_params
                       optimizer='sgd', pretrained_base=False, distill=('gan',),
                       distill_weights=None, distill_options=None, distribution=None,
                       syncbn=False, amp=None, head='teacher', det_weight=1.0, family='ssd',
-                      model_options=None):
+                      model_options=None, teacher_bn='running'):
     """A distillation run: frozen teacher backbone and head, student + adapters, the
     head the student's maps drive (by default a trainable copy of the teacher's), and the
     distillation terms (by default GAN-KD's six critics alone).
@@ -126,6 +127,9 @@ def build_distill_run(teacher, student, data_shape, classes, ctx, teacher_params
     model_options : dict or None
         The teacher's model settings (see :func:`build_plain_run`); the student's head
         has the teacher's architecture.
+    teacher_bn : {'running', 'batch'}
+        ``--teacher-bn``: the BatchNorm statistics the teacher gives its maps with, its
+        running ones (inference) or each batch's own (:mod:`gankd.train.teacher`).
 
     Returns
     -------
@@ -141,6 +145,9 @@ def build_distill_run(teacher, student, data_shape, classes, ctx, teacher_params
     t_backbone.hybridize(static_alloc=True, static_shape=True)
     t_head.collect_params().setattr('grad_req', 'null')
     t_head.hybridize(static_alloc=True, static_shape=True)
+    if teacher_bn not in TEACHER_BN_CHOICES:
+        raise GankdError('teacher_bn must be one of {}, not {!r}'.format(
+            ', '.join(TEACHER_BN_CHOICES), teacher_bn))
     if head not in HEAD_CHOICES:
         raise GankdError('head must be one of {}, not {!r}'.format(', '.join(HEAD_CHOICES),
                                                                    head))
@@ -168,6 +175,8 @@ def build_distill_run(teacher, student, data_shape, classes, ctx, teacher_params
     for term in terms:
         # Each term's settings, for reports and for resuming with the same flags.
         meta.update(term.description())
+    if teacher_bn != 'running':  # only when set, so the default's records stay as they were
+        meta['teacher_bn'] = teacher_bn
     # Connectors of the terms (e.g. hint's 1x1 convs) train with the student but are not
     # part of the deliverable detector; checkpoints hold them through Run.blocks().
     params = [p for p in model.collect_params().values() if p.grad_req != 'null'] + [
@@ -175,6 +184,7 @@ def build_distill_run(teacher, student, data_shape, classes, ctx, teacher_params
     return Run(ctx=ctx, family=family, backbone=backbone, head=s_head, save_block=model,
                meta=meta, classes=list(classes), teacher=t_backbone, terms=terms,
                teacher_head=t_head, amp=amp, det_weight=float(det_weight),
+               teacher_bn=teacher_bn,
                trainer=_trainer(params, optimizer, lr, momentum, wd, distribution, amp,
                                 family.optimizer_options))
 

@@ -17,6 +17,7 @@ from mxnet import autograd
 from ..deploy import median_seconds
 from ..distill.base import Captures
 from .loop import train_step
+from .teacher import teacher_maps
 
 __all__ = ['time_iteration_and_parts', 'time_plain_step_against_gluoncv']
 
@@ -65,9 +66,9 @@ def time_iteration_and_parts(run, batch, repeats=10):
 
     def teacher_part():
         for x in xs:
-            run.teacher(x)
+            teacher_maps(run.teacher, x, run.teacher_bn)
 
-    t_maps = [run.teacher(x) for x in xs]
+    t_maps = [teacher_maps(run.teacher, x, run.teacher_bn) for x in xs]
     s_maps = [[m.detach() for m in run.backbone(x)] for x in xs]
 
     def terms_part():
