@@ -242,9 +242,18 @@ MINI_VOC_CAL = Benchmark(
 #   10:22): the same control with the teacher's maps on each batch's BatchNorm
 #   statistics, as the student's (--teacher-bn batch). On its running statistics even
 #   the teacher's own weights, trained through hint, move away from it (results/README.md).
+# - control-crosshead-cls (added in the same session, after control-hint-batch-bn had
+#   learnt no faster than control-hint by its 500th iteration): a second transfer control,
+#   at the level of predictions. The student of the teacher's architecture learns only
+#   from the teacher head's class distributions on every anchor (CrossKD's KL, its box
+#   part off, so no ground truth reaches it, not even which anchors are positive), into
+#   the frozen head. It asks whether the pipeline transfers the teacher's knowledge
+#   within the students' budget when the student need not copy the maps themselves.
 # ---------------------------------------------------------------------------------------
 CONTROL_HINT_LEVEL = CONTROL_HINT + ('--distill-options', 'hint.normalize=level')
 CONTROL_HINT_BATCH_BN = CONTROL_HINT + ('--teacher-bn', 'batch')
+CONTROL_CROSSHEAD_CLS = ('--distill', 'crosshead', '--distill-options',
+                         'crosshead.box_weight=0', '--head', 'frozen', '--det-weight', '0')
 SHAPES3 = ('circle', 'triangle', 'cross')
 MINI_VOC_RES = replace(
     MINI_VOC_CAL,  # methods, controls, seeds and teachers as there; what differs:
@@ -256,13 +265,17 @@ MINI_VOC_RES = replace(
                        difficulty='easy', classes=SHAPES3),
     teacher_flags=dict(MINI_VOC_CAL.teacher_flags, epochs=8, **{'lr-decay-epoch': '6'}),
     students=('resnet10_v1_0.25', 'resnet10_v1_0.5', 'resnet18_v1_0.5'),
-    methods=MINI_VOC_CAL.methods + ('control-hint-level', 'control-hint-batch-bn'),
+    methods=MINI_VOC_CAL.methods + ('control-hint-level', 'control-hint-batch-bn',
+                                    'control-crosshead-cls'),
     method_flags=dict(MINI_VOC_CAL.method_flags, **{'control-hint-level': CONTROL_HINT_LEVEL,
                                                     'control-hint-batch-bn':
-                                                        CONTROL_HINT_BATCH_BN}),
+                                                        CONTROL_HINT_BATCH_BN,
+                                                    'control-crosshead-cls':
+                                                        CONTROL_CROSSHEAD_CLS}),
     method_students={'gan-published': ('resnet10_v1_0.25',), 'hint': ('resnet10_v1_0.25',),
                      'control-hint': ('resnet18_v1',), 'control-hint-level': ('resnet18_v1',),
-                     'control-hint-batch-bn': ('resnet18_v1',)},
+                     'control-hint-batch-bn': ('resnet18_v1',),
+                     'control-crosshead-cls': ('resnet18_v1',)},
     teacher_students={'resnet18_v1@random': ('resnet10_v1_0.25',)},
     student_flags=dict(MINI_VOC_CAL.student_flags, epochs=2, **{'lr-decay-epoch': '1'}),
 )
