@@ -241,7 +241,7 @@ MINI_VOC_CAL = Benchmark(
 # - control-hint-batch-bn (added after both failed, in the session of 2026-12-02 from
 #   10:22): the same control with the teacher's maps on each batch's BatchNorm
 #   statistics, as the student's (--teacher-bn batch). On its running statistics even
-#   the teacher's own weights, trained through hint, move away from it (results/README.md).
+#   the teacher's own weights miss its maps in training (results/README.md).
 # - control-crosshead-cls (added in the same session, after control-hint-batch-bn had
 #   learnt no faster than control-hint by its 500th iteration): a second transfer control,
 #   at the level of predictions. The student of the teacher's architecture learns only

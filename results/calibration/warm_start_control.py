@@ -2,7 +2,8 @@
 control with a head start.
 
     OMP_NUM_THREADS=1 python results/calibration/warm_start_control.py TEACHER_PARAMS \
-        DATASET_ROOT [--reinit stage3,stage4,expand] [--iterations 300] [--seed 0]
+        DATASET_ROOT [--reinit stage3,stage4,expand] [--iterations 300] [--seed 0] \
+        [--teacher-bn running] [--lr 0.001]
 
 The control's run (a student of the teacher's architecture, ``--distill hint
 --hint-connector none --head frozen --det-weight 0``, Adam at 1e-3, batch 32, the light
@@ -14,7 +15,11 @@ augmentation) is built as ``train_gankd_ssd.py`` builds it, then:
 2. the parameters whose names contain one of ``--reinit`` are drawn afresh (MSRA, as
    from scratch; BatchNorm reset), the student is evaluated again, trained through hint
    alone for ``--iterations`` iterations, and evaluated once more. If the hint carries
-   the teacher's maps, the mAP returns towards the teacher's.
+   the teacher's maps, the mAP returns towards the teacher's. ``--reinit ''`` draws
+   nothing: the student starts as the teacher, and hint alone should keep it there.
+
+``--teacher-bn`` and ``--lr`` (Adam's) are ``train_gankd_ssd.py``'s; ``--teacher-bn``: the
+BatchNorm statistics the teacher gives its maps with.
 """
 import argparse
 
@@ -33,16 +38,17 @@ def voc_map(run, val):
     return 100 * dict(zip(names, values))['mAP']
 
 
-def control_run(teacher_params, root):
+def control_run(teacher_params, root, teacher_bn='running', lr=1e-3):
     """The feature-transfer control's run, built as ``train_gankd_ssd.py`` builds it, from
-    a teacher's params; returns ``(run, data_shape, train_set, test_set)``."""
+    a teacher's params (``teacher_bn``: ``--teacher-bn``; ``lr``: Adam's); returns
+    ``(run, data_shape, train_set, test_set)``."""
     meta, _, _ = load_detector(teacher_params)
     network, shape = meta['ssd']['base'], int(meta['ssd']['data_shape'])
     train, test, classes = voc_datasets(root)
     run = build_gankd_run(network, network, shape, classes, [mx.cpu()],
                           teacher_params=teacher_params, distill=('hint',),
                           hint_connector='none', head='frozen', det_weight=0.0,
-                          optimizer='adam', lr=1e-3)
+                          optimizer='adam', lr=lr, teacher_bn=teacher_bn)
     return run, shape, train, test
 
 
@@ -53,10 +59,13 @@ def main():
     p.add_argument('--reinit', default='stage3,stage4,expand')
     p.add_argument('--iterations', type=int, default=300)
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--teacher-bn', default='running', choices=['running', 'batch'])
+    p.add_argument('--lr', type=float, default=1e-3)
     args = p.parse_args()
     mx.random.seed(args.seed)
     np.random.seed(args.seed)
-    run, shape, train, test = control_run(args.teacher_params, args.root)
+    run, shape, train, test = control_run(args.teacher_params, args.root, args.teacher_bn,
+                                          args.lr)
     ctx = run.ctx
     val = run.family.val_loader(test, shape, 32, 0)
     teacher = list(run.teacher.collect_params().values())
@@ -93,7 +102,8 @@ def main():
                               values['SmoothL1']), flush=True)
             if done == args.iterations:
                 break
-    print('after {} iterations of hint alone: {:.1f} mAP'.format(done, voc_map(run, val)))
+    print('after {} iterations of hint alone (teacher BatchNorm on {} statistics, Adam at '
+          '{:g}): {:.1f} mAP'.format(done, args.teacher_bn, args.lr, voc_map(run, val)))
 
 
 if __name__ == '__main__':
