@@ -23,7 +23,7 @@ TEACHER_BN_CHOICES = ('running', 'batch')
 
 def _running_statistics(block):
     return [p for p in block.collect_params().values()
-            if p.name.endswith(('running_mean', 'running_var', 'moving_mean', 'moving_var'))]
+            if p.name.endswith(('running_mean', 'running_var'))]
 
 
 def teacher_maps(teacher, x, statistics='running'):
