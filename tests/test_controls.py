@@ -161,6 +161,14 @@ def _hint_at_the_teachers_weights(voc_root, teacher_params, teacher_bn):
                           hint_connector='none', det_weight=0, optimizer='adam', lr=1e-3,
                           teacher_bn=teacher_bn)
     teacher = list(run.teacher.collect_params().values())
+    # On CPU nothing moves the statistics in a forward pass, so the check below cannot see
+    # one left out of those put back: every one must be among them (the extra layers'
+    # are named moving_*, the rest running_*).
+    from gankd.train.teacher import _running_statistics
+    statistics = {p.name for p in _running_statistics(run.teacher)}
+    assert statistics == {p.name for p in teacher
+                          if not p.name.endswith(('weight', 'bias', 'gamma', 'beta'))}
+    assert any('moving_' in n for n in statistics) and any('running_' in n for n in statistics)
     for t, s in zip(teacher, run.backbone.collect_params().values()):
         s.set_data(t.data())
     before = [t.data().asnumpy() for t in teacher]

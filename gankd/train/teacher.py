@@ -22,8 +22,10 @@ TEACHER_BN_CHOICES = ('running', 'batch')
 
 
 def _running_statistics(block):
+    # Gluon's BatchNorm names them running_*; the extra layers GluonCV's FeatureExpander
+    # builds from symbols, moving_* (16 of mini-voc-res's teacher's 56).
     return [p for p in block.collect_params().values()
-            if p.name.endswith(('running_mean', 'running_var'))]
+            if p.name.endswith(('running_mean', 'running_var', 'moving_mean', 'moving_var'))]
 
 
 def teacher_maps(teacher, x, statistics='running'):
