@@ -12,7 +12,7 @@ from the command line as ``--distill-options TERM.OPTION=VALUE``.
 import importlib
 import inspect
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from ..errors import GankdError
@@ -48,6 +48,9 @@ class Captures:
         gradient); filled in when a term needs ``teacher_predictions``.
     family : gankd.detectors.family.DetectorFamily or None
         The detector family, for terms that run a head (crosshead, di).
+    student_records, teacher_records : dict of str -> NDArray
+        The internal layers the terms record (:attr:`DistillTerm.records`), by name: the
+        student's recorded for autograd, the teacher's without a graph.
     """
     student_maps: List[Any]
     teacher_maps: Optional[List[Any]]
@@ -56,6 +59,8 @@ class Captures:
     predictions: Optional[List[Any]] = None
     teacher_predictions: Optional[List[Any]] = None
     family: Any = None
+    student_records: Dict[str, Any] = field(default_factory=dict)
+    teacher_records: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -101,6 +106,11 @@ class DistillTerm(object):
         with the student's candidates).
     needs_teacher_head : bool
         Whether the term runs the teacher's head itself (it gets it from the context).
+    records : tuple of str
+        Internal layers of the backbones the term compares besides the maps (e.g.
+        ``hint.layers``): the loop records them in the student and in the teacher
+        (:mod:`gankd.distill.recorders`) and hands them over in
+        :attr:`Captures.student_records` and :attr:`Captures.teacher_records`.
     log_names : tuple of str
         The names the term logs, in their order in the log line (default: ``name``).
     options : tuple of str
@@ -119,6 +129,7 @@ class DistillTerm(object):
     key = None
     needs = (TEACHER_MAPS,)
     needs_teacher_head = False
+    records = ()
     log_names = ()
     options = ()
 

@@ -14,6 +14,7 @@ from mxnet.gluon import nn
 from ..detectors.ssd.model import MSRA
 from ..errors import GankdError
 from .base import DistillTerm, register_term
+from .recorders import parse_layers
 
 __all__ = ['HintTerm', 'CosineTerm', 'HINT_CONNECTORS']
 
@@ -61,17 +62,24 @@ class HintTerm(DistillTerm):
         L2) a level whose maps are small weighs little: in ``mini-voc-res`` the teacher's
         level-1 maps have a mean square of 0.10 against 0.36 to 0.52 elsewhere, and that
         level kept the largest relative error (0.77) in the feature-transfer control.
+    layers : str or sequence of str
+        ``--distill-options hint.layers=stage1_activation1,stage2_activation1``: internal
+        layers of the backbones hinted besides the maps, FitNets' hints on intermediate
+        stages (recorded in both networks, :mod:`gankd.distill.recorders`). Each adds
+        ``mean((s - t) ** 2)`` of the layer's outputs, compared directly (no connector), so
+        student and teacher must give that layer the same shape. Empty by default.
     """
     name = 'Loss_hint'
-    options = ('connector', 'normalize')
+    options = ('connector', 'normalize', 'layers')
 
     @classmethod
     def from_context(cls, context, weight=1.0, **options):
         return cls(context.teacher_shapes, context.ctx, weight=weight, **options)
 
     def __init__(self, shapes, ctx, weight=1.0, student_channels=None, connector='1x1',
-                 normalize='none'):
+                 normalize='none', layers=''):
         super(HintTerm, self).__init__(weight)
+        self.records = parse_layers(layers)
         if normalize not in HINT_NORMALIZATIONS:
             raise GankdError('hint.normalize must be one of {}, got {!r}'.format(
                 ', '.join(HINT_NORMALIZATIONS), normalize))
@@ -105,8 +113,19 @@ class HintTerm(DistillTerm):
     def _errors(self, cap):
         # detach: the teacher is a fixed target even if its maps were recorded.
         convs = self.connectors or [lambda s: s] * len(cap.student_maps)
-        return [mx.nd.square(conv(s) - t.detach()).mean()
-                for conv, s, t in zip(convs, cap.student_maps, cap.teacher_maps)]
+        errors = [mx.nd.square(conv(s) - t.detach()).mean()
+                  for conv, s, t in zip(convs, cap.student_maps, cap.teacher_maps)]
+        for layer in self.records:
+            s, t = cap.student_records[layer], cap.teacher_records[layer]
+            if s.shape != t.shape:
+                raise GankdError('hint.layers: layer {} has shape {} in the student and {} in '
+                                 'the teacher; a hinted layer must have the same shape in '
+                                 'both'.format(layer, s.shape[1:], t.shape[1:]))
+            errors.append(mx.nd.square(s - t.detach()).mean())
+        return errors
+
+    def _targets(self, cap):
+        return list(cap.teacher_maps) + [cap.teacher_records[layer] for layer in self.records]
 
     def loss(self, cap):
         return self._weighted(self._errors(cap), self._powers([cap]))
@@ -122,12 +141,13 @@ class HintTerm(DistillTerm):
         or None without normalisation."""
         if self.normalize == 'none':
             return None
-        levels = len(captures[0].teacher_maps)
+        targets = [self._targets(c) for c in captures]
         # Weighted by the devices' shares and divided by their sum, so that one device's
         # captures alone (``loss``) give that device's own powers.
         share = float(sum(c.fraction for c in captures))
-        return [sum(c.fraction * float(mx.nd.square(c.teacher_maps[i]).mean().asscalar())
-                    for c in captures) / share for i in range(levels)]
+        return [sum(c.fraction * float(mx.nd.square(t[i]).mean().asscalar())
+                    for c, t in zip(captures, targets)) / share
+                for i in range(len(targets[0]))]
 
     @staticmethod
     def _weighted(errors, powers):
@@ -138,7 +158,10 @@ class HintTerm(DistillTerm):
 
     def description(self):
         # Only when set, so the default's records stay as they were.
-        return {'hint_normalize': self.normalize} if self.normalize != 'none' else {}
+        out = {'hint_normalize': self.normalize} if self.normalize != 'none' else {}
+        if self.records:
+            out['hint_layers'] = list(self.records)
+        return out
 
     def student_params(self):
         return list(self.connectors.collect_params().values()) if self.connectors else []

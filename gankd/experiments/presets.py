@@ -249,9 +249,20 @@ MINI_VOC_CAL = Benchmark(
 #   part off, so no ground truth reaches it, not even which anchors are positive), into
 #   the frozen head. It asks whether the pipeline transfers the teacher's knowledge
 #   within the students' budget when the student need not copy the maps themselves.
+# - control-hint-blocks (added in the session of 2026-12-02 from 13:26, after all three
+#   had failed): the control with FitNets' hints on intermediate layers as well, the
+#   outputs of the stem and of every residual block besides the six maps
+#   (hint.layers). With the teacher's stem and first two stages copied, hint on the maps
+#   alone had reached 60.8 mAP in the students' budget, from nothing copied 22.4: the
+#   first stages are what the maps' error teaches slowly (results/README.md).
 # ---------------------------------------------------------------------------------------
 CONTROL_HINT_LEVEL = CONTROL_HINT + ('--distill-options', 'hint.normalize=level')
 CONTROL_HINT_BATCH_BN = CONTROL_HINT + ('--teacher-bn', 'batch')
+RESNET_V1_BLOCK_OUTPUTS = ('pool0_fwd', 'stage1_activation0', 'stage1_activation1',
+                           'stage2_activation0', 'stage2_activation1', 'stage3_activation0',
+                           'stage4_activation0')  # resnet18_v1's; the maps end stages 3, 4
+CONTROL_HINT_BLOCKS = CONTROL_HINT + (
+    '--distill-options', 'hint.layers=' + ','.join(RESNET_V1_BLOCK_OUTPUTS))
 CONTROL_CROSSHEAD_CLS = ('--distill', 'crosshead', '--distill-options',
                          'crosshead.box_weight=0', '--head', 'frozen', '--det-weight', '0')
 SHAPES3 = ('circle', 'triangle', 'cross')
@@ -266,16 +277,19 @@ MINI_VOC_RES = replace(
     teacher_flags=dict(MINI_VOC_CAL.teacher_flags, epochs=8, **{'lr-decay-epoch': '6'}),
     students=('resnet10_v1_0.25', 'resnet10_v1_0.5', 'resnet18_v1_0.5'),
     methods=MINI_VOC_CAL.methods + ('control-hint-level', 'control-hint-batch-bn',
-                                    'control-crosshead-cls'),
+                                    'control-crosshead-cls', 'control-hint-blocks'),
     method_flags=dict(MINI_VOC_CAL.method_flags, **{'control-hint-level': CONTROL_HINT_LEVEL,
                                                     'control-hint-batch-bn':
                                                         CONTROL_HINT_BATCH_BN,
                                                     'control-crosshead-cls':
-                                                        CONTROL_CROSSHEAD_CLS}),
+                                                        CONTROL_CROSSHEAD_CLS,
+                                                    'control-hint-blocks':
+                                                        CONTROL_HINT_BLOCKS}),
     method_students={'gan-published': ('resnet10_v1_0.25',), 'hint': ('resnet10_v1_0.25',),
                      'control-hint': ('resnet18_v1',), 'control-hint-level': ('resnet18_v1',),
                      'control-hint-batch-bn': ('resnet18_v1',),
-                     'control-crosshead-cls': ('resnet18_v1',)},
+                     'control-crosshead-cls': ('resnet18_v1',),
+                     'control-hint-blocks': ('resnet18_v1',)},
     teacher_students={'resnet18_v1@random': ('resnet10_v1_0.25',)},
     student_flags=dict(MINI_VOC_CAL.student_flags, epochs=2, **{'lr-decay-epoch': '1'}),
 )

@@ -73,6 +73,12 @@ class Run:
     teacher_bn : {'running', 'batch'}
         The BatchNorm statistics the teacher gives its maps with (``--teacher-bn``; see
         :mod:`gankd.train.teacher`).
+    records : tuple of str
+        Internal layers recorded in both backbones for the terms that compare them
+        (:mod:`gankd.distill.recorders`); empty without such terms.
+    student_recorder, teacher_recorder : SymbolBlock or None
+        Recording views of ``backbone`` and ``teacher`` (their parameters), which return
+        the maps followed by the ``records``.
     """
     ctx: List[Any]
     family: Any
@@ -88,6 +94,26 @@ class Run:
     amp: Any = None
     det_weight: float = 1.0
     teacher_bn: str = 'running'
+    records: tuple = ()
+    student_recorder: Any = None
+    teacher_recorder: Any = None
+
+    def student_outputs(self, x):
+        """The student's maps of ``x`` and its recorded layers (layer -> NDArray)."""
+        if not self.records:
+            return list(self.backbone(x)), {}
+        return self._split(self.student_recorder(x))
+
+    def teacher_outputs(self, x):
+        """The frozen teacher's maps of ``x`` (no graph) and its recorded layers."""
+        if not self.records:
+            return list(teacher_maps(self.teacher, x, self.teacher_bn)), {}
+        return self._split(teacher_maps(self.teacher_recorder, x, self.teacher_bn))
+
+    def _split(self, outputs):
+        outputs = list(outputs)
+        first = len(outputs) - len(self.records)
+        return outputs[:first], dict(zip(self.records, outputs[first:]))
 
     def blocks(self):
         blocks = {'model': self.save_block}
@@ -197,12 +223,13 @@ def train_step(run, batch, distill=True):
     terms = run.terms if distill else []
     needs = {n for t in terms for n in t.needs}
     # The teacher runs outside autograd.record: no graph, no gradients.
-    t_maps = ([teacher_maps(run.teacher, x, run.teacher_bn) for x in xs]
-              if TEACHER_MAPS in needs else [None] * len(xs))
+    t_outs = ([run.teacher_outputs(x) for x in xs]
+              if TEACHER_MAPS in needs else [(None, {})] * len(xs))
     with autograd.record():
-        s_maps = [run.backbone(x) for x in xs]
-    caps = [Captures(list(s), t, x.shape[0] / total, targets=tg, family=family)
-            for s, t, x, tg in zip(s_maps, t_maps, xs, targets)]
+        s_outs = [run.student_outputs(x) for x in xs]
+    caps = [Captures(s[0], t[0], x.shape[0] / total, targets=tg, family=family,
+                     student_records=s[1], teacher_records=t[1])
+            for s, t, x, tg in zip(s_outs, t_outs, xs, targets)]
     logged = {}
     for term in terms:
         for name, per_device in term.prepare(caps).items():

@@ -4,6 +4,7 @@ import mxnet as mx
 
 from ..detectors.family import get_family
 from ..distill.base import DistillContext, build_terms
+from ..distill.recorders import recording_view
 from ..errors import GankdError
 from .distributed import Distribution, sync_batchnorm
 from .loop import Run
@@ -177,6 +178,16 @@ def build_distill_run(teacher, student, data_shape, classes, ctx, teacher_params
         meta.update(term.description())
     if teacher_bn != 'running':  # only when set, so the default's records stay as they were
         meta['teacher_bn'] = teacher_bn
+    # Internal layers some term compares: recording views of both backbones, over their
+    # own parameters, return them after the maps.
+    records = tuple(dict.fromkeys(layer for t in terms for layer in t.records))
+    recorders = {}
+    if records:
+        for side, block in (('student', backbone), ('teacher', t_backbone)):
+            view = recording_view(block, records, what='the {} ({})'.format(
+                side, student if side == 'student' else teacher))
+            view.hybridize(static_alloc=True, static_shape=True)
+            recorders[side + '_recorder'] = view
     # Connectors of the terms (e.g. hint's 1x1 convs) train with the student but are not
     # part of the deliverable detector; checkpoints hold them through Run.blocks().
     params = [p for p in model.collect_params().values() if p.grad_req != 'null'] + [
@@ -184,7 +195,7 @@ def build_distill_run(teacher, student, data_shape, classes, ctx, teacher_params
     return Run(ctx=ctx, family=family, backbone=backbone, head=s_head, save_block=model,
                meta=meta, classes=list(classes), teacher=t_backbone, terms=terms,
                teacher_head=t_head, amp=amp, det_weight=float(det_weight),
-               teacher_bn=teacher_bn,
+               teacher_bn=teacher_bn, records=records, **recorders,
                trainer=_trainer(params, optimizer, lr, momentum, wd, distribution, amp,
                                 family.optimizer_options))
 

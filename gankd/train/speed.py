@@ -17,7 +17,6 @@ from mxnet import autograd
 from ..deploy import median_seconds
 from ..distill.base import Captures
 from .loop import train_step
-from .teacher import teacher_maps
 
 __all__ = ['time_iteration_and_parts', 'time_plain_step_against_gluoncv']
 
@@ -66,19 +65,21 @@ def time_iteration_and_parts(run, batch, repeats=10):
 
     def teacher_part():
         for x in xs:
-            teacher_maps(run.teacher, x, run.teacher_bn)
+            run.teacher_outputs(x)
 
-    t_maps = [teacher_maps(run.teacher, x, run.teacher_bn) for x in xs]
-    s_maps = [[m.detach() for m in run.backbone(x)] for x in xs]
+    t_outs = [run.teacher_outputs(x) for x in xs]
+    s_outs = [run.student_outputs(x) for x in xs]
 
     def terms_part():
         # Fresh leaves stand for the student's maps, so the terms' backward stops there.
         caps = []
-        for s, t, x, tg in zip(s_maps, t_maps, xs, targets):
-            leaves = [m.copy() for m in s]
-            for m in leaves:
+        for (s, s_rec), (t, t_rec), x, tg in zip(s_outs, t_outs, xs, targets):
+            leaves = [m.detach().copy() for m in s]
+            rec_leaves = {k: m.detach().copy() for k, m in s_rec.items()}
+            for m in leaves + list(rec_leaves.values()):
                 m.attach_grad()
-            caps.append(Captures(leaves, t, x.shape[0] / total, targets=tg, family=family))
+            caps.append(Captures(leaves, t, x.shape[0] / total, targets=tg, family=family,
+                                 student_records=rec_leaves, teacher_records=t_rec))
         for term in run.terms:
             term.prepare(caps)
         with autograd.record():
