@@ -5,7 +5,7 @@ it trains that layer towards the teacher's; a layer the networks lack or shape d
 is refused in one line."""
 import pytest
 
-from conftest import DATA_SHAPE, STUDENT, TEACHER, run_script
+from conftest import DATA_SHAPE, TEACHER, run_script
 from test_bad_input import GANKD, assert_one_line_error
 
 LAYER = 'stage1_activation0'  # the small ResNets' first stage (one block per stage)
