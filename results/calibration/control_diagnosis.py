@@ -1,10 +1,11 @@
 """Why a student trained through hint alone (the feature-transfer control) scores what it
 does: how far its maps are from the teacher's, level by level, with its BatchNorm on
 running statistics (as evaluated) and on each batch's (as trained); and its VOC07 mAP
-both ways.
+both ways; and, with ``LAYERS`` (comma-separated, as ``hint.layers``), the same for
+internal layers of the two backbones, on running statistics.
 
     OMP_NUM_THREADS=1 python results/calibration/control_diagnosis.py STUDENT_PARAMS \
-        TEACHER_PARAMS DATASET_ROOT
+        TEACHER_PARAMS DATASET_ROOT [LAYERS]
 
 Relative error: mean((student map - teacher map)^2) / mean(teacher map^2) on 32 test
 images, the teacher in inference mode as in training.
@@ -17,6 +18,7 @@ from mxnet import autograd
 from gankd.data.voc import voc_datasets
 from gankd.detectors.detector import load_detector
 from gankd.detectors.family import family_of
+from gankd.distill.recorders import parse_layers, recording_view
 from gankd.train.loop import evaluate
 
 
@@ -32,7 +34,11 @@ class BatchStatistics(mx.gluon.Block):
             return self.backbone(x)
 
 
-def main(student_file, teacher_file, root):
+def relative_error(s, t):
+    return float(((s - t) ** 2).mean().asscalar()) / float((t ** 2).mean().asscalar())
+
+
+def main(student_file, teacher_file, root, layers=''):
     meta, student, head = load_detector(student_file)
     _, teacher, _ = load_detector(teacher_file)
     family = family_of(meta)
@@ -46,6 +52,14 @@ def main(student_file, teacher_file, root):
               'statistics), {:.3f} (batch statistics)'.format(i, tuple(t.shape[1:]), power,
                                    float(((s_running[i] - t) ** 2).mean().asscalar()) / power,
                                    float(((s_batch[i] - t) ** 2).mean().asscalar()) / power))
+    layers = parse_layers(layers)
+    if layers:
+        s_rec = recording_view(student, layers)(x)[-len(layers):]
+        t_rec = recording_view(teacher, layers)(x)[-len(layers):]
+        for layer, s, t in zip(layers, s_rec, t_rec):
+            print('layer {} {}: teacher mean square {:.3f}; relative error {:.3f} (running '
+                  'statistics)'.format(layer, tuple(t.shape[1:]),
+                                       float((t ** 2).mean().asscalar()), relative_error(s, t)))
     for name, backbone in (('running', student), ('batch', BatchStatistics(student))):
         names, values = evaluate(family, backbone, head, family.val_loader(test, shape, 32, 0),
                                  [mx.cpu()], classes)
@@ -53,4 +67,4 @@ def main(student_file, teacher_file, root):
 
 
 if __name__ == '__main__':
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])
