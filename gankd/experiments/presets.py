@@ -255,6 +255,10 @@ MINI_VOC_CAL = Benchmark(
 #   (hint.layers). With the teacher's stem and first two stages copied, hint on the maps
 #   alone had reached 60.8 mAP in the students' budget, from nothing copied 22.4: the
 #   first stages are what the maps' error teaches slowly (results/README.md).
+# - control-hint-blocks-level (added in the same session, after control-hint-blocks had
+#   reached 36.5, level with the baseline): the same layers, each one's error relative
+#   to the teacher's power on it (hint.normalize=level), as control-hint-level is to
+#   control-hint.
 # ---------------------------------------------------------------------------------------
 CONTROL_HINT_LEVEL = CONTROL_HINT + ('--distill-options', 'hint.normalize=level')
 CONTROL_HINT_BATCH_BN = CONTROL_HINT + ('--teacher-bn', 'batch')
@@ -263,6 +267,7 @@ RESNET_V1_BLOCK_OUTPUTS = ('pool0_fwd', 'stage1_activation0', 'stage1_activation
                            'stage4_activation0')  # resnet18_v1's; the maps end stages 3, 4
 CONTROL_HINT_BLOCKS = CONTROL_HINT + (
     '--distill-options', 'hint.layers=' + ','.join(RESNET_V1_BLOCK_OUTPUTS))
+CONTROL_HINT_BLOCKS_LEVEL = CONTROL_HINT_BLOCKS + ('hint.normalize=level',)
 CONTROL_CROSSHEAD_CLS = ('--distill', 'crosshead', '--distill-options',
                          'crosshead.box_weight=0', '--head', 'frozen', '--det-weight', '0')
 SHAPES3 = ('circle', 'triangle', 'cross')
@@ -277,19 +282,23 @@ MINI_VOC_RES = replace(
     teacher_flags=dict(MINI_VOC_CAL.teacher_flags, epochs=8, **{'lr-decay-epoch': '6'}),
     students=('resnet10_v1_0.25', 'resnet10_v1_0.5', 'resnet18_v1_0.5'),
     methods=MINI_VOC_CAL.methods + ('control-hint-level', 'control-hint-batch-bn',
-                                    'control-crosshead-cls', 'control-hint-blocks'),
+                                    'control-crosshead-cls', 'control-hint-blocks',
+                                    'control-hint-blocks-level'),
     method_flags=dict(MINI_VOC_CAL.method_flags, **{'control-hint-level': CONTROL_HINT_LEVEL,
                                                     'control-hint-batch-bn':
                                                         CONTROL_HINT_BATCH_BN,
                                                     'control-crosshead-cls':
                                                         CONTROL_CROSSHEAD_CLS,
                                                     'control-hint-blocks':
-                                                        CONTROL_HINT_BLOCKS}),
+                                                        CONTROL_HINT_BLOCKS,
+                                                    'control-hint-blocks-level':
+                                                        CONTROL_HINT_BLOCKS_LEVEL}),
     method_students={'gan-published': ('resnet10_v1_0.25',), 'hint': ('resnet10_v1_0.25',),
                      'control-hint': ('resnet18_v1',), 'control-hint-level': ('resnet18_v1',),
                      'control-hint-batch-bn': ('resnet18_v1',),
                      'control-crosshead-cls': ('resnet18_v1',),
-                     'control-hint-blocks': ('resnet18_v1',)},
+                     'control-hint-blocks': ('resnet18_v1',),
+                     'control-hint-blocks-level': ('resnet18_v1',)},
     teacher_students={'resnet18_v1@random': ('resnet10_v1_0.25',)},
     student_flags=dict(MINI_VOC_CAL.student_flags, epochs=2, **{'lr-decay-epoch': '1'}),
 )
