@@ -223,8 +223,10 @@ def train_step(run, batch, distill=True):
     terms = run.terms if distill else []
     needs = {n for t in terms for n in t.needs}
     # The teacher runs outside autograd.record: no graph, no gradients.
+    # Recorded layers are compared with the teacher's: they need it too.
+    teacher_needed = TEACHER_MAPS in needs or any(t.records for t in terms)
     t_outs = ([run.teacher_outputs(x) for x in xs]
-              if TEACHER_MAPS in needs else [(None, {})] * len(xs))
+              if teacher_needed else [(None, {})] * len(xs))
     with autograd.record():
         s_outs = [run.student_outputs(x) for x in xs]
     caps = [Captures(s[0], t[0], x.shape[0] / total, targets=tg, family=family,

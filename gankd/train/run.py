@@ -183,9 +183,9 @@ def build_distill_run(teacher, student, data_shape, classes, ctx, teacher_params
     records = tuple(dict.fromkeys(layer for t in terms for layer in t.records))
     recorders = {}
     if records:
-        for side, block in (('student', backbone), ('teacher', t_backbone)):
-            view = recording_view(block, records, what='the {} ({})'.format(
-                side, student if side == 'student' else teacher))
+        for side, block, name in (('student', backbone, student),
+                                  ('teacher', t_backbone, teacher)):
+            view = recording_view(block, records, what='the {} ({})'.format(side, name))
             view.hybridize(static_alloc=True, static_shape=True)
             recorders[side + '_recorder'] = view
     # Connectors of the terms (e.g. hint's 1x1 convs) train with the student but are not

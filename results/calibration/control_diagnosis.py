@@ -34,8 +34,13 @@ class BatchStatistics(mx.gluon.Block):
             return self.backbone(x)
 
 
+def power(t):
+    """Mean square of a map."""
+    return float((t ** 2).mean().asscalar())
+
+
 def relative_error(s, t):
-    return float(((s - t) ** 2).mean().asscalar()) / float((t ** 2).mean().asscalar())
+    return power(s - t) / power(t)
 
 
 def main(student_file, teacher_file, root, layers=''):
@@ -47,19 +52,18 @@ def main(student_file, teacher_file, root, layers=''):
     x = next(iter(family.val_loader(test, shape, 32, 0)))[0].as_in_context(mx.cpu())
     t_maps, s_running, s_batch = teacher(x), student(x), BatchStatistics(student)(x)
     for i, t in enumerate(t_maps):
-        power = float((t ** 2).mean().asscalar())
         print('level {} {}: teacher mean square {:.3f}; relative error {:.3f} (running '
-              'statistics), {:.3f} (batch statistics)'.format(i, tuple(t.shape[1:]), power,
-                                   float(((s_running[i] - t) ** 2).mean().asscalar()) / power,
-                                   float(((s_batch[i] - t) ** 2).mean().asscalar()) / power))
+              'statistics), {:.3f} (batch statistics)'.format(
+                  i, tuple(t.shape[1:]), power(t), relative_error(s_running[i], t),
+                  relative_error(s_batch[i], t)))
     layers = parse_layers(layers)
     if layers:
         s_rec = recording_view(student, layers)(x)[-len(layers):]
         t_rec = recording_view(teacher, layers)(x)[-len(layers):]
         for layer, s, t in zip(layers, s_rec, t_rec):
             print('layer {} {}: teacher mean square {:.3f}; relative error {:.3f} (running '
-                  'statistics)'.format(layer, tuple(t.shape[1:]),
-                                       float((t ** 2).mean().asscalar()), relative_error(s, t)))
+                  'statistics)'.format(layer, tuple(t.shape[1:]), power(t),
+                                       relative_error(s, t)))
     for name, backbone in (('running', student), ('batch', BatchStatistics(student))):
         names, values = evaluate(family, backbone, head, family.val_loader(test, shape, 32, 0),
                                  [mx.cpu()], classes)
