@@ -271,6 +271,69 @@ def test_hint_normalisation_must_be_known(setup):
         HintTerm(setup['shapes'], ONE, normalize='channel')
 
 
+def _partial_l2(s, t, margins):
+    """Heo et al.'s partial L2, in NumPy, as the reference for the term's."""
+    target = np.maximum(t, margins.reshape(1, -1, 1, 1))
+    free = (s <= target) & (target <= 0)
+    return float(np.mean((s - target) ** 2 * (~free)))
+
+
+def test_hint_partial_l2_on_a_pre_relu_layer_ignores_what_the_relu_zeroes(setup):
+    """``hint.layer_loss=partial``: a student below a non-positive target costs nothing,
+    anything else its squared distance to the teacher raised to its channels' mean
+    negative response (the batch's, so two uneven devices add up to one)."""
+    d = setup
+    rng = np.random.RandomState(3)
+    t = rng.randn(3, 4, 5, 5).astype('float32')
+    margins = np.array([t[:, c][t[:, c] < 0].mean() for c in range(4)])
+    assert (margins < 0).all() and (t < margins.reshape(1, -1, 1, 1)).any()
+
+    def caps_with(s, devices, layer_loss='partial'):
+        caps = make_caps(d, d['t_maps'], devices)  # maps equal: only the layer costs
+        for cap, (a, b) in zip(caps, _slices(devices)):
+            cap.student_records = {'pre': mx.nd.array(s[a:b], ctx=cap.student_maps[0].context)}
+            cap.teacher_records = {'pre': mx.nd.array(t[a:b], ctx=cap.student_maps[0].context)}
+        return caps
+
+    def value(s, devices=ONE, layer_loss='partial'):
+        term = HintTerm(d['shapes'], devices, connector='none', layers='pre',
+                        layer_loss=layer_loss)
+        return run_term(term, d, caps_with(s, devices), attach=False)[1]
+
+    assert value(t) == 0
+    # Below a negative teacher (and its margin): the ReLU makes both zero, so no cost;
+    # plain L2 charges it.
+    below = np.where(t < 0, t - 1, t)
+    assert value(below) == 0
+    assert value(below, layer_loss='l2') == pytest.approx(np.mean((t < 0) * 1.0), rel=1e-5)
+    above = t + 0.5
+    expected = _partial_l2(above, t, margins)
+    assert expected > 0
+    assert value(above) == pytest.approx(expected, rel=1e-5)
+    assert value(above, TWO) == pytest.approx(expected, rel=1e-5)
+    # The gradient reaches the student where it costs, and nowhere else.
+    term = HintTerm(d['shapes'], ONE, connector='none', layers='pre', layer_loss='partial')
+    cap = caps_with(below + (rng.rand(*t.shape) < 0.5) * 2.0, ONE)[0]
+    cap.student_records['pre'].attach_grad()
+    with autograd.record():
+        loss = term.loss(cap)
+    loss.backward()
+    s = cap.student_records['pre'].asnumpy()
+    target = np.maximum(t, margins.reshape(1, -1, 1, 1))
+    free = (s <= target) & (target <= 0)
+    grad = cap.student_records['pre'].grad.asnumpy()
+    assert free.any() and (~free & (s != target)).any()
+    assert (grad[free] == 0).all() and (grad[~free & (s != target)] != 0).all()
+    assert term.description() == {'hint_layers': ['pre'], 'hint_layer_loss': 'partial'}
+
+
+def test_hint_layer_loss_must_be_known_and_have_layers(setup):
+    with pytest.raises(GankdError, match='hint.layer_loss must be one of l2, partial'):
+        HintTerm(setup['shapes'], ONE, layers='pre', layer_loss='l1')
+    with pytest.raises(GankdError, match='compares hint.layers, and none are named'):
+        HintTerm(setup['shapes'], ONE, layer_loss='partial')
+
+
 # ---------------------------------------------------------------------------- soft
 
 def weighted_soft_ce(s_cls, t_cls, temperature=1.0, bg=1.5, fg=1.0):

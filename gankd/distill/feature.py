@@ -9,6 +9,7 @@ A term that needs a connector owns it as a Block; its parameters are returned by
 :meth:`DistillTerm.blocks` (so checkpoints hold it).
 """
 import mxnet as mx
+import numpy as np
 from mxnet.gluon import nn
 
 from ..detectors.ssd.model import MSRA
@@ -21,6 +22,7 @@ __all__ = ['HintTerm', 'CosineTerm', 'HINT_CONNECTORS']
 
 HINT_CONNECTORS = ('1x1', 'none')
 HINT_NORMALIZATIONS = ('none', 'level')
+HINT_LAYER_LOSSES = ('l2', 'partial')
 
 
 @register_term('hint')
@@ -72,18 +74,34 @@ class HintTerm(DistillTerm):
         silent layer weighs heavily (in mini-voc-res the inner activations of resnet18_v1's
         stage 4, mean squares 0.001 and 0.004, swamped the rest: results/README.md).
         Empty by default.
+    layer_loss : {'l2', 'partial'}
+        ``--distill-options hint.layer_loss=partial``: how the ``layers`` are compared.
+        ``'l2'`` is ``mean((s - t) ** 2)``. ``'partial'`` is the partial L2 of Heo et al.
+        2019 ("A Comprehensive Overhaul of Feature Distillation"), meant for layers taken
+        before a ReLU (e.g. ``stage2__plus1``, the sum a residual block feeds its ReLU):
+        the teacher's negative responses are raised to their channel's mean negative
+        response in the batch (the margin), and a student response at or below a
+        non-positive target costs nothing, since the ReLU makes both zero. The maps the
+        head receives are always compared by plain L2.
     """
     name = 'Loss_hint'
-    options = ('connector', 'normalize', 'layers')
+    options = ('connector', 'normalize', 'layers', 'layer_loss')
 
     @classmethod
     def from_context(cls, context, weight=1.0, **options):
         return cls(context.teacher_shapes, context.ctx, weight=weight, **options)
 
     def __init__(self, shapes, ctx, weight=1.0, student_channels=None, connector='1x1',
-                 normalize='none', layers=''):
+                 normalize='none', layers='', layer_loss='l2'):
         super(HintTerm, self).__init__(weight)
         self.records = parse_layers(layers)
+        if layer_loss not in HINT_LAYER_LOSSES:
+            raise GankdError('hint.layer_loss must be one of {}, got {!r}'.format(
+                ', '.join(HINT_LAYER_LOSSES), layer_loss))
+        if layer_loss != 'l2' and not self.records:
+            raise GankdError('hint.layer_loss={} compares hint.layers, and none are '
+                             'named'.format(layer_loss))
+        self.layer_loss = layer_loss
         if normalize not in HINT_NORMALIZATIONS:
             raise GankdError('hint.normalize must be one of {}, got {!r}'.format(
                 ', '.join(HINT_NORMALIZATIONS), normalize))
@@ -114,31 +132,55 @@ class HintTerm(DistillTerm):
                 conv.weight.set_data(mx.nd.eye(cout).reshape((cout, cout, 1, 1)))
         self.connectors.hybridize(static_alloc=True)
 
-    def _errors(self, cap):
+    def _errors(self, cap, margins=None):
         # detach: the teacher is a fixed target even if its maps were recorded.
         convs = self.connectors or [lambda s: s] * len(cap.student_maps)
         errors = [mx.nd.square(conv(s) - t.detach()).mean()
                   for conv, s, t in zip(convs, cap.student_maps, cap.teacher_maps)]
-        for layer in self.records:
-            s, t = cap.student_records[layer], cap.teacher_records[layer]
+        for i, layer in enumerate(self.records):
+            s, t = cap.student_records[layer], cap.teacher_records[layer].detach()
             if s.shape != t.shape:
                 raise GankdError('hint.layers: layer {} has shape {} in the student and {} in '
                                  'the teacher; a hinted layer must have the same shape in '
                                  'both'.format(layer, s.shape[1:], t.shape[1:]))
-            errors.append(mx.nd.square(s - t.detach()).mean())
+            if margins is None:
+                errors.append(mx.nd.square(s - t).mean())
+                continue
+            target = mx.nd.broadcast_maximum(
+                t, mx.nd.array(margins[i], ctx=t.context).reshape((1, -1, 1, 1)))
+            # Where the target is not positive and the student is below it, both are
+            # zero after the ReLU: no cost.
+            free = (s <= target) * (target <= 0)
+            errors.append((mx.nd.square(s - target) * (1 - free)).mean())
         return errors
+
+    def _margins(self, captures):
+        """Per recorded layer, each channel's mean negative response of the teacher over
+        the whole batch (0 where a channel has none), or None for plain L2."""
+        if self.layer_loss != 'partial':
+            return None
+        margins = []
+        for layer in self.records:
+            total, count = 0.0, 0.0
+            for cap in captures:
+                t = cap.teacher_records[layer]
+                total = total + mx.nd.minimum(t, 0).sum(axis=(0, 2, 3)).asnumpy()
+                count = count + (t < 0).sum(axis=(0, 2, 3)).asnumpy()
+            margins.append(total / np.maximum(count, 1.0))
+        return margins
 
     def _targets(self, cap):
         return list(cap.teacher_maps) + [cap.teacher_records[layer] for layer in self.records]
 
     def loss(self, cap):
-        return self._weighted(self._errors(cap), self._powers([cap]))
+        return self._weighted(self._errors(cap, self._margins([cap])), self._powers([cap]))
 
     def losses(self, captures):
-        # The level powers are the whole batch's, so that the devices' losses add up to
-        # the one-device loss.
-        powers = self._powers(captures)
-        return [self._weighted(self._errors(cap), powers) * cap.fraction for cap in captures]
+        # The level powers and the margins are the whole batch's, so that the devices'
+        # losses add up to the one-device loss.
+        powers, margins = self._powers(captures), self._margins(captures)
+        return [self._weighted(self._errors(cap, margins), powers) * cap.fraction
+                for cap in captures]
 
     def _powers(self, captures):
         """Per level, the mean square of the teacher's maps over the batch (host floats),
@@ -165,6 +207,8 @@ class HintTerm(DistillTerm):
         out = {'hint_normalize': self.normalize} if self.normalize != 'none' else {}
         if self.records:
             out['hint_layers'] = list(self.records)
+        if self.layer_loss != 'l2':
+            out['hint_layer_loss'] = self.layer_loss
         return out
 
     def student_params(self):
