@@ -1,17 +1,20 @@
 """Recorders (gankd.distill.recorders) and the hint on internal layers they serve
 (``--distill-options hint.layers=...``): the recording view computes the backbone's own
 maps over the backbone's own parameters, and the recorded layer is the one named; hinting
-it trains that layer towards the teacher's; a layer the networks lack or shape differently
-is refused in one line."""
+it trains that layer towards the teacher's, through a 1x1 connector of its own where the
+student's channels differ, which checkpoints and resumes; a layer the networks lack or
+size differently is refused in one line."""
+import os
+
 import pytest
 
-from conftest import DATA_SHAPE, TEACHER, run_script
+from conftest import DATA_SHAPE, STUDENT, TEACHER, run_script
 from test_bad_input import GANKD, assert_one_line_error
 
 LAYER = 'stage1_activation0'  # the small ResNets' first stage (one block per stage)
 
 
-def _hint_run(voc_root, teacher_params, layers):
+def _hint_run(voc_root, teacher_params, layers, student=TEACHER):
     import mxnet as mx
     from gankd.cli import seed_everything
     from gankd.data.voc import voc_datasets
@@ -20,7 +23,7 @@ def _hint_run(voc_root, teacher_params, layers):
     train_set, _, classes = voc_datasets(voc_root)
     # The untrained teacher on batch statistics: on its initial running ones its maps grow
     # layer by layer to ~1e4, and their error would drown the recorded layer's.
-    run = build_gankd_run(TEACHER, TEACHER, DATA_SHAPE, classes, [mx.cpu()],
+    run = build_gankd_run(TEACHER, student, DATA_SHAPE, classes, [mx.cpu()],
                           teacher_params=teacher_params, distill=['hint'], head='frozen',
                           hint_connector='none', det_weight=0, optimizer='adam', lr=5e-3,
                           teacher_bn='batch',
@@ -108,11 +111,56 @@ def test_a_layer_the_networks_lack_is_refused_in_one_line(voc_root, teacher_para
     assert_one_line_error(proc, 'stage9_activation0', 'no layer')
 
 
-def test_a_layer_shaped_differently_in_student_and_teacher_is_refused_in_one_line(
-        voc_root, teacher_params, tmp_path):
-    # The student (resnet10_v1_0.25) has half the teacher's channels in every stage.
+def test_a_layer_of_other_channels_is_hinted_through_a_connector_of_its_own(voc_root,
+                                                                          teacher_params):
+    """The student (resnet10_v1_0.25) has half the teacher's channels in every stage: the
+    layer gets a 1x1 connector (FitNets' regressor), which the student's Trainer steps and
+    the checkpoints hold, and 30 steps bring the connected layer towards the teacher's."""
+    from mxnet import autograd
+    from gankd.train.loop import train_step
+    run, batch = _hint_run(voc_root, teacher_params, LAYER, student=STUDENT)
+    x = batch[0]
+    term = run.terms[0]
+    s_shape = run.student_outputs(x)[1][LAYER].shape
+    t_shape = run.teacher_outputs(x)[1][LAYER].shape
+    assert s_shape[1] * 2 == t_shape[1] and s_shape[2:] == t_shape[2:]
+    conv = term.layer_connectors[0]
+    assert conv.weight.shape == (t_shape[1], s_shape[1], 1, 1)
+    assert run.blocks()['hint_layer_connectors'] is term.layer_connectors
+    assert any(p is conv.weight for p in run.trainer._params)
+
+    def layer_error():
+        with autograd.train_mode():
+            s = conv(run.student_recorder(x)[-1])
+            t = run.teacher_recorder(x)[-1]
+        return float(((s - t) ** 2).mean().asscalar() / (t ** 2).mean().asscalar())
+
+    start, weight = layer_error(), conv.weight.data().asnumpy().copy()
+    for _ in range(30):
+        train_step(run, batch)
+    assert layer_error() < 0.8 * start
+    assert abs(conv.weight.data().asnumpy() - weight).max() > 0
+
+
+def test_layer_connectors_are_checkpointed_and_resumed(voc_root, teacher_params, tmp_path):
+    args = [*GANKD, '--teacher-params', teacher_params, '--dataset-root', voc_root,
+            '--distill', 'hint', '--distill-options', 'hint.layers=' + LAYER,
+            '--save-prefix', tmp_path / 's', '--checkpoint-interval', 1]
+    first = run_script('train_gankd_ssd.py', *args, '--epochs', 1)
+    assert first.returncode == 0, first.stderr[-2000:]
+    ckpt = os.path.join(str(tmp_path), 's_ckpt')
+    saved = [sorted(os.listdir(os.path.join(ckpt, d))) for d in os.listdir(ckpt)]
+    assert saved and all('hint_layer_connectors.params' in files for files in saved)
+    resumed = run_script('train_gankd_ssd.py', *args, '--epochs', 2, '--resume', 'auto')
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert 'resum' in (resumed.stdout + resumed.stderr).lower()
+
+
+def test_a_layer_of_another_spatial_size_is_refused_in_one_line(voc_root, teacher_params,
+                                                                 tmp_path):
+    # The student's first stage paired with the teacher's second: half the size.
     proc = run_script('train_gankd_ssd.py', *GANKD, '--teacher-params', teacher_params,
                       '--dataset-root', voc_root, '--epochs', 1, '--distill', 'hint',
-                      '--distill-options', 'hint.layers=' + LAYER,
+                      '--distill-options', 'hint.layers=stage1_activation0:stage2_activation0',
                       '--save-prefix', tmp_path / 's')
-    assert_one_line_error(proc, LAYER, 'same shape', after_log=True)
+    assert_one_line_error(proc, 'stage1_activation0:stage2_activation0', 'spatial size')

@@ -110,7 +110,9 @@ class DistillTerm(object):
         Internal layers of the backbones the term compares besides the maps (e.g.
         ``hint.layers``): the loop records them in the student and in the teacher
         (:mod:`gankd.distill.recorders`) and hands them over in
-        :attr:`Captures.student_records` and :attr:`Captures.teacher_records`.
+        :attr:`Captures.student_records` and :attr:`Captures.teacher_records`, keyed by
+        the entry. An entry ``student_layer:teacher_layer`` pairs layers of different
+        names (:func:`gankd.distill.recorders.layer_sides`).
     log_names : tuple of str
         The names the term logs, in their order in the log line (default: ``name``).
     options : tuple of str
@@ -196,6 +198,12 @@ class DistillTerm(object):
     def description(self):
         """The term's settings, recorded in the JSON beside the student's params."""
         return {}
+
+    def bind_records(self, student_shapes, teacher_shapes):
+        """Told, once the run is built and before its Trainer is, the ``(C, H, W)`` of
+        each recorded entry in the student and in the teacher (dicts entry -> shape), so
+        the term can make what depends on them (e.g. connectors) or refuse them. The
+        default does nothing."""
 
     def student_params(self):
         """Parameters the term adds to the student's side (e.g. a 1x1 connector), trained

@@ -68,8 +68,12 @@ class HintTerm(DistillTerm):
         ``--distill-options hint.layers=stage1_activation1,stage2_activation1``: internal
         layers of the backbones hinted besides the maps, FitNets' hints on intermediate
         stages (recorded in both networks, :mod:`gankd.distill.recorders`). Each adds
-        ``mean((s - t) ** 2)`` of the layer's outputs, compared directly (no connector), so
-        student and teacher must give that layer the same shape. With ``normalize=level``
+        ``mean((s - t) ** 2)`` of the layer's outputs. A layer with the teacher's channels
+        is compared directly; one with other channels through a 1x1 connector of its own
+        (FitNets' regressor), drawn MSRA-style. Its spatial size must be the teacher's.
+        An entry ``student_layer:teacher_layer`` pairs layers of different names, for a
+        student of another depth (``hint.layers=stage2__plus0:stage2__plus1``: the end of
+        stage 2 in a one-block-per-stage ResNet and in resnet18_v1). With ``normalize=level``
         each layer's error is divided by the teacher's power on it as well, so a nearly
         silent layer weighs heavily (in mini-voc-res the inner activations of resnet18_v1's
         stage 4, mean squares 0.001 and 0.004, swamped the rest: results/README.md).
@@ -95,6 +99,9 @@ class HintTerm(DistillTerm):
                  normalize='none', layers='', layer_loss='l2'):
         super(HintTerm, self).__init__(weight)
         self.records = parse_layers(layers)
+        self.ctx = ctx
+        self.layer_connectors = None  # made by bind_records where channels differ
+        self._layer_conv = {}
         if layer_loss not in HINT_LAYER_LOSSES:
             raise GankdError('hint.layer_loss must be one of {}, got {!r}'.format(
                 ', '.join(HINT_LAYER_LOSSES), layer_loss))
@@ -139,6 +146,8 @@ class HintTerm(DistillTerm):
                   for conv, s, t in zip(convs, cap.student_maps, cap.teacher_maps)]
         for i, layer in enumerate(self.records):
             s, t = cap.student_records[layer], cap.teacher_records[layer].detach()
+            if layer in self._layer_conv:
+                s = self._layer_conv[layer](s)
             if s.shape != t.shape:
                 raise GankdError('hint.layers: layer {} has shape {} in the student and {} in '
                                  'the teacher; a hinted layer must have the same shape in '
@@ -153,6 +162,28 @@ class HintTerm(DistillTerm):
             free = (s <= target) * (target <= 0)
             errors.append((mx.nd.square(s - target) * (1 - free)).mean())
         return errors
+
+    def bind_records(self, student_shapes, teacher_shapes):
+        """A 1x1 connector for each layer whose channels differ from the teacher's; a
+        layer of another spatial size is refused."""
+        wanted = [(layer, student_shapes[layer], teacher_shapes[layer])
+                  for layer in self.records]
+        for layer, s, t in wanted:
+            if tuple(s[1:]) != tuple(t[1:]):
+                raise GankdError('hint.layers: layer {} is {}x{} in the student and {}x{} in '
+                                 'the teacher; a hinted layer must have the teacher\'s '
+                                 'spatial size'.format(layer, s[1], s[2], t[1], t[2]))
+        connected = [(layer, s[0], t[0]) for layer, s, t in wanted if s[0] != t[0]]
+        if not connected:
+            return
+        self.layer_connectors = nn.HybridSequential(prefix='hint_layers_')
+        with self.layer_connectors.name_scope():
+            for layer, cin, cout in connected:
+                conv = nn.Conv2D(cout, kernel_size=1, in_channels=cin, weight_initializer=MSRA)
+                self.layer_connectors.add(conv)
+                self._layer_conv[layer] = conv
+        self.layer_connectors.initialize(ctx=self.ctx)
+        self.layer_connectors.hybridize(static_alloc=True)
 
     def _margins(self, captures):
         """Per recorded layer, each channel's mean negative response of the teacher over
@@ -211,11 +242,17 @@ class HintTerm(DistillTerm):
             out['hint_layer_loss'] = self.layer_loss
         return out
 
+    def _connector_blocks(self):
+        return {name: block for name, block in (('hint_connectors', self.connectors),
+                                                ('hint_layer_connectors',
+                                                 self.layer_connectors)) if block}
+
     def student_params(self):
-        return list(self.connectors.collect_params().values()) if self.connectors else []
+        return [p for block in self._connector_blocks().values()
+                for p in block.collect_params().values()]
 
     def blocks(self):
-        return {'hint_connectors': self.connectors} if self.connectors else {}
+        return self._connector_blocks()
 
 
 @register_term('cosine')

@@ -10,6 +10,9 @@ outputs, in one forward pass. It shares every parameter with the backbone (the s
 computes exactly the backbone's maps. MMRazor calls this a recorder; here a layer is named
 by the end of its output's name in the graph, e.g. ``stage2_activation1`` for GluonCV's
 ResNet, so the same name finds the layer in a student and a teacher whose prefixes differ.
+Where the two networks differ in depth, an entry ``student_layer:teacher_layer`` pairs
+two layers of different names (e.g. ``stage2__plus0:stage2__plus1``: the end of stage 2
+in a one-block-per-stage student and in resnet18_v1).
 """
 import warnings
 
@@ -18,7 +21,7 @@ from mxnet.gluon import SymbolBlock
 
 from ..errors import GankdError
 
-__all__ = ['parse_layers', 'resolve_layer', 'recording_view']
+__all__ = ['parse_layers', 'layer_sides', 'resolve_layer', 'recording_view']
 
 
 def parse_layers(layers):
@@ -26,6 +29,14 @@ def parse_layers(layers):
     if isinstance(layers, str):
         layers = layers.split(',')
     return tuple(name.strip() for name in (layers or ()) if name and name.strip())
+
+
+def layer_sides(entry):
+    """``'stage2__plus0:stage2__plus1'`` -> ``('stage2__plus0', 'stage2__plus1')``, the
+    student's and the teacher's layer of a recorded entry; an entry without ``:`` names
+    the same layer in both."""
+    student, _, teacher = entry.partition(':')
+    return student, teacher or student
 
 
 def _graph(block):

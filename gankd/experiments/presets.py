@@ -265,6 +265,12 @@ MINI_VOC_CAL = Benchmark(
 #   student unit that is off while the teacher's is on still gets a gradient (after the
 #   ReLU it gets none). The stem stays at its pooled output; the maps the head receives
 #   stay as they are.
+# - hint-blocks (added in the same session, before it ran, after the control above): what
+#   the controls found, on the cheapest student, whose stages have one block each: hint
+#   (with its 1x1 connectors and the detection loss, as the 'hint' cell) plus the stem
+#   and the ends of stages 1 and 2 before their ReLU, paired with resnet18_v1's
+#   (stage1__plus0:stage1__plus1, ...; stages 3 and 4 end in the maps, hinted already)
+#   through 1x1 connectors of their own, every error relative to the teacher's power.
 # ---------------------------------------------------------------------------------------
 CONTROL_HINT_LEVEL = CONTROL_HINT + ('--distill-options', 'hint.normalize=level')
 CONTROL_HINT_BATCH_BN = CONTROL_HINT + ('--teacher-bn', 'batch')
@@ -279,6 +285,9 @@ RESNET_V1_BLOCK_SUMS = ('pool0_fwd', 'stage1__plus0', 'stage1__plus1', 'stage2__
 CONTROL_HINT_PREACT_LEVEL = CONTROL_HINT + (
     '--distill-options', 'hint.layers=' + ','.join(RESNET_V1_BLOCK_SUMS),
     'hint.normalize=level')
+HINT_BLOCKS = ('--distill', 'hint', '--distill-options',
+               'hint.layers=pool0_fwd,stage1__plus0:stage1__plus1,stage2__plus0:stage2__plus1',
+               'hint.normalize=level')
 CONTROL_CROSSHEAD_CLS = ('--distill', 'crosshead', '--distill-options',
                          'crosshead.box_weight=0', '--head', 'frozen', '--det-weight', '0')
 SHAPES3 = ('circle', 'triangle', 'cross')
@@ -295,7 +304,7 @@ MINI_VOC_RES = replace(
     methods=MINI_VOC_CAL.methods + ('control-hint-level', 'control-hint-batch-bn',
                                     'control-crosshead-cls', 'control-hint-blocks',
                                     'control-hint-blocks-level',
-                                    'control-hint-preact-level'),
+                                    'control-hint-preact-level', 'hint-blocks'),
     method_flags=dict(MINI_VOC_CAL.method_flags, **{'control-hint-level': CONTROL_HINT_LEVEL,
                                                     'control-hint-batch-bn':
                                                         CONTROL_HINT_BATCH_BN,
@@ -306,14 +315,16 @@ MINI_VOC_RES = replace(
                                                     'control-hint-blocks-level':
                                                         CONTROL_HINT_BLOCKS_LEVEL,
                                                     'control-hint-preact-level':
-                                                        CONTROL_HINT_PREACT_LEVEL}),
+                                                        CONTROL_HINT_PREACT_LEVEL,
+                                                    'hint-blocks': HINT_BLOCKS}),
     method_students={'gan-published': ('resnet10_v1_0.25',), 'hint': ('resnet10_v1_0.25',),
                      'control-hint': ('resnet18_v1',), 'control-hint-level': ('resnet18_v1',),
                      'control-hint-batch-bn': ('resnet18_v1',),
                      'control-crosshead-cls': ('resnet18_v1',),
                      'control-hint-blocks': ('resnet18_v1',),
                      'control-hint-blocks-level': ('resnet18_v1',),
-                     'control-hint-preact-level': ('resnet18_v1',)},
+                     'control-hint-preact-level': ('resnet18_v1',),
+                     'hint-blocks': ('resnet10_v1_0.25',)},
     teacher_students={'resnet18_v1@random': ('resnet10_v1_0.25',)},
     student_flags=dict(MINI_VOC_CAL.student_flags, epochs=2, **{'lr-decay-epoch': '1'}),
 )

@@ -4,7 +4,7 @@ import mxnet as mx
 
 from ..detectors.family import get_family
 from ..distill.base import DistillContext, build_terms
-from ..distill.recorders import recording_view
+from ..distill.recorders import layer_sides, recording_view
 from ..errors import GankdError
 from .distributed import Distribution, sync_batchnorm
 from .loop import Run
@@ -181,13 +181,21 @@ def build_distill_run(teacher, student, data_shape, classes, ctx, teacher_params
     # Internal layers some term compares: recording views of both backbones, over their
     # own parameters, return them after the maps.
     records = tuple(dict.fromkeys(layer for t in terms for layer in t.records))
-    recorders = {}
+    recorders, shapes = {}, {}
     if records:
         for side, block, name in (('student', backbone, student),
                                   ('teacher', t_backbone, teacher)):
-            view = recording_view(block, records, what='the {} ({})'.format(side, name))
+            layers = [layer_sides(entry)[side == 'teacher'] for entry in records]
+            view = recording_view(block, layers, what='the {} ({})'.format(side, name))
+            # Shapes before hybridizing, at the run's input size.
+            shapes[side] = dict(zip(records, family.levels(view, data_shape, ctx[0])[
+                -len(records):]))
             view.hybridize(static_alloc=True, static_shape=True)
             recorders[side + '_recorder'] = view
+        for term in terms:
+            if term.records:  # e.g. hint's connectors for layers of other widths
+                term.bind_records({k: shapes['student'][k] for k in term.records},
+                                  {k: shapes['teacher'][k] for k in term.records})
     # Connectors of the terms (e.g. hint's 1x1 convs) train with the student but are not
     # part of the deliverable detector; checkpoints hold them through Run.blocks().
     params = [p for p in model.collect_params().values() if p.grad_req != 'null'] + [
