@@ -4,11 +4,11 @@ critics. A new method is one :class:`DistillTerm` subclass with one
 from .base import (TERMS, Captures, DistillContext, DistillTerm, build_terms,
                    parse_term_options, register_term, term_names)
 from .adversarial import AdversarialTerm
-from .feature import CosineTerm, HintTerm
+from .feature import CosineTerm, HintTerm, TeacherForcedTerm
 from .prediction import (BoundedRegressionTerm, CrossHeadTerm, DetectionImitationTerm,
                          SoftLabelTerm)
 
 __all__ = ['TERMS', 'Captures', 'DistillContext', 'DistillTerm', 'build_terms',
            'parse_term_options', 'register_term', 'term_names', 'AdversarialTerm',
            'CosineTerm', 'HintTerm', 'BoundedRegressionTerm', 'CrossHeadTerm',
-           'DetectionImitationTerm', 'SoftLabelTerm']
+           'DetectionImitationTerm', 'SoftLabelTerm', 'TeacherForcedTerm']

@@ -80,6 +80,8 @@ class DistillContext:
     amp : module or None
     sync_devices : int
         SyncBatchNorm over this many devices inside a term's blocks (``--syncbn``).
+    student : HybridBlock or None
+        The student's backbone, for a term that runs parts of it itself (``lit``).
     """
     teacher_shapes: List[Any]
     ctx: List[Any]
@@ -88,6 +90,7 @@ class DistillContext:
     distribution: Any = None
     amp: Any = None
     sync_devices: int = 1
+    student: Any = None
 
 
 class DistillTerm(object):

@@ -3,6 +3,7 @@
 * ``Loss_hint``, :class:`HintTerm`: Chen et al. 2017 hint learning (seeds 001, 003).
 * ``Loss_cosine``, :class:`CosineTerm`: GAN-KD's unpublished "cosine attention", with a
   formula of this project's own.
+* ``Loss_lit``, :class:`TeacherForcedTerm`: LIT's sections, each fed the teacher's input.
 
 A term that needs a connector owns it as a Block; its parameters are returned by
 :meth:`DistillTerm.student_params` (so the student's Trainer trains them) and the block by
@@ -15,14 +16,33 @@ from mxnet.gluon import nn
 from ..detectors.ssd.model import MSRA
 from ..errors import GankdError
 from .base import DistillTerm, register_term
-from .recorders import parse_layers
+from .recorders import forced_view, parse_layers
 
-__all__ = ['HintTerm', 'CosineTerm', 'HINT_CONNECTORS']
+__all__ = ['HintTerm', 'CosineTerm', 'TeacherForcedTerm', 'HINT_CONNECTORS']
 
 
 HINT_CONNECTORS = ('1x1', 'none')
 HINT_NORMALIZATIONS = ('none', 'level')
 HINT_LAYER_LOSSES = ('l2', 'partial')
+
+
+def batch_powers(captures, targets):
+    """Per target, its mean square over the devices' captures (host floats).
+
+    ``targets[d][i]`` is device ``d``'s i-th target. Weighted by the devices' shares and
+    divided by their sum, so that one device's captures alone give that device's own
+    powers.
+    """
+    share = float(sum(c.fraction for c in captures))
+    return [sum(c.fraction * float(mx.nd.square(t[i]).mean().asscalar())
+                for c, t in zip(captures, targets)) / share
+            for i in range(len(targets[0]))]
+
+
+def relative_sum(errors, powers):
+    """``sum(error / power)``; a target that is zero everywhere (a dead level) keeps its
+    plain error."""
+    return sum(e / (p if p > 1e-12 else 1.0) for e, p in zip(errors, powers))
 
 
 @register_term('hint')
@@ -218,20 +238,11 @@ class HintTerm(DistillTerm):
         or None without normalisation."""
         if self.normalize == 'none':
             return None
-        targets = [self._targets(c) for c in captures]
-        # Weighted by the devices' shares and divided by their sum, so that one device's
-        # captures alone (``loss``) give that device's own powers.
-        share = float(sum(c.fraction for c in captures))
-        return [sum(c.fraction * float(mx.nd.square(t[i]).mean().asscalar())
-                    for c, t in zip(captures, targets)) / share
-                for i in range(len(targets[0]))]
+        return batch_powers(captures, [self._targets(c) for c in captures])
 
     @staticmethod
     def _weighted(errors, powers):
-        if powers is None:
-            return sum(errors)
-        # A level whose maps are zero everywhere (a dead level) keeps its plain error.
-        return sum(e / (p if p > 1e-12 else 1.0) for e, p in zip(errors, powers))
+        return sum(errors) if powers is None else relative_sum(errors, powers)
 
     def description(self):
         # Only when set, so the default's records stay as they were.
@@ -253,6 +264,74 @@ class HintTerm(DistillTerm):
 
     def blocks(self):
         return self._connector_blocks()
+
+
+@register_term('lit')
+class TeacherForcedTerm(DistillTerm):
+    """LIT's teacher-forced sections (Koratana et al. 2019, "LIT: Learned Intermediate
+    Representation Training for Model Compression").
+
+    The student's backbone is cut at ``layers`` (:func:`gankd.distill.recorders.forced_view`)
+    and every section between two cuts is run on the teacher's value at the cut before
+    it; each section's output is compared with the teacher's at the next cut, and the
+    maps computed from the last cuts with the teacher's maps, each squared error relative
+    to the teacher's power on it::
+
+        sum over sections mean((section(t_before) - t_after) ** 2) / mean(t_after ** 2)
+
+    So every section learns from the teacher's input at once instead of waiting for the
+    sections before it to match; the student itself still runs end to end (for the
+    head, and for ``hint`` when it is on: LIT pairs the sections with an end-to-end
+    loss). A student of the teacher's architecture can meet it exactly. The sections run
+    in a second forward of the student's graph: about twice the student's cost per
+    iteration, the same number of updates.
+
+    Parameters
+    ----------
+    student : HybridBlock
+        The student's backbone (its parameters are the ones trained).
+    layers : str or sequence of str
+        ``--distill-options lit.layers=pool0_fwd,stage2__plus1,...``: the cuts, in the
+        graph's order, each with the teacher's shape (no connector). The first must cut
+        every path from the input.
+    """
+    name = 'Loss_lit'
+    options = ('layers',)
+
+    @classmethod
+    def from_context(cls, context, weight=1.0, **options):
+        return cls(context.student, weight=weight, **options)
+
+    def __init__(self, student, weight=1.0, layers=''):
+        super(TeacherForcedTerm, self).__init__(weight)
+        self.records = parse_layers(layers)
+        if len(self.records) < 1 or any(':' in layer for layer in self.records):
+            raise GankdError('lit.layers must name the cuts, one layer name each (the '
+                             'teacher\'s shapes), e.g. lit.layers=stage1_activation1,'
+                             'stage2_activation1')
+        self.sections = forced_view(student, self.records, what='the student')
+        self.sections.hybridize(static_alloc=True, static_shape=True)
+
+    def _targets(self, cap):
+        return ([t.detach() for t in cap.teacher_maps] +
+                [cap.teacher_records[layer].detach() for layer in self.records[1:]])
+
+    def losses(self, captures):
+        targets = [self._targets(c) for c in captures]
+        powers = batch_powers(captures, targets)
+        out = []
+        for cap, wanted in zip(captures, targets):
+            outputs = self.sections(*[cap.teacher_records[layer].detach()
+                                      for layer in self.records])
+            errors = [mx.nd.square(s - t).mean() for s, t in zip(outputs, wanted)]
+            out.append(relative_sum(errors, powers) * cap.fraction)
+        return out
+
+    def loss(self, cap):
+        return self.losses([cap])[0] / cap.fraction
+
+    def description(self):
+        return {'lit_layers': list(self.records)}
 
 
 @register_term('cosine')

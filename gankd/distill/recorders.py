@@ -14,6 +14,7 @@ Where the two networks differ in depth, an entry ``student_layer:teacher_layer``
 two layers of different names (e.g. ``stage2__plus0:stage2__plus1``: the end of stage 2
 in a one-block-per-stage student and in resnet18_v1).
 """
+import json
 import warnings
 
 import mxnet as mx
@@ -21,7 +22,7 @@ from mxnet.gluon import SymbolBlock
 
 from ..errors import GankdError
 
-__all__ = ['parse_layers', 'layer_sides', 'resolve_layer', 'recording_view']
+__all__ = ['parse_layers', 'layer_sides', 'resolve_layer', 'recording_view', 'forced_view']
 
 
 def parse_layers(layers):
@@ -99,3 +100,61 @@ def recording_view(block, layers, what='backbone'):
         warnings.simplefilter('ignore')  # MXNet warns that 'data' has no type yet
         return SymbolBlock(outputs + recorded, data, params=block.collect_params())
 
+
+
+def forced_view(block, layers, what='backbone'):
+    """The block's graph cut at ``layers``, each cut fed from outside (teacher forcing).
+
+    Every consumer of a named layer reads an input instead, so each *section* of the
+    network (what lies between two cuts) computes from the value given for the cut before
+    it: with the teacher's values, each section of the student learns from the teacher's
+    input (LIT, Koratana et al. 2019), and no section waits for the ones before it.
+
+    Parameters
+    ----------
+    block : HybridBlock
+        An initialised backbone.
+    layers : sequence of str
+        The cuts, each resolved by :func:`resolve_layer`, in the order of the graph. Every
+        path from the input must pass through the first.
+    what : str
+        Names the network in errors.
+
+    Returns
+    -------
+    SymbolBlock
+        Called with one array per layer (in ``layers``' order); returns the block's
+        outputs computed from the cuts, then the value of each layer after the first
+        computed from the cuts before it. Shares ``block``'s parameters; not yet
+        hybridized.
+    """
+    outputs, _ = _graph(block)
+    group = mx.sym.Group(outputs)
+    names = group.get_internals().list_outputs()
+    cut_names = [resolve_layer(names, layer, what)[:-len('_output')] for layer in layers]
+    graph = json.loads(group.tojson())
+    ids = {node['name']: i for i, node in enumerate(graph['nodes'])}
+    cuts = [ids[name] for name in cut_names]
+    # The cuts' inputs go first (variables need no inputs, so the order stays
+    # topological); every other node moves up by as many.
+    inputs = [{'op': 'null', 'name': 'cut{}'.format(k), 'inputs': []}
+              for k in range(len(cuts))]
+    moved = {c + len(cuts): k for k, c in enumerate(cuts)}
+
+    def rewire(entry):
+        node = entry[0] + len(cuts)
+        return [moved.get(node, node)] + list(entry[1:])
+
+    nodes = inputs + [dict(node, inputs=[rewire(e) for e in node['inputs']])
+                      for node in graph['nodes']]
+    heads = [rewire(h) for h in graph['heads']] + [[c + len(cuts), 0, 0] for c in cuts[1:]]
+    sym = mx.sym.load_json(json.dumps({
+        'nodes': nodes, 'heads': heads, 'attrs': graph.get('attrs', {}),
+        'arg_nodes': [i for i, node in enumerate(nodes) if node['op'] == 'null']}))
+    if 'data' in sym.list_arguments():
+        raise GankdError('{}: the layers {} leave a path from the input around them; the '
+                         'first must cut every path'.format(what, ','.join(layers)))
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        return SymbolBlock(sym, [mx.sym.var(node['name']) for node in inputs],
+                           params=block.collect_params())

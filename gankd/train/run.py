@@ -166,7 +166,7 @@ def build_distill_run(teacher, student, data_shape, classes, ctx, teacher_params
     options = {k: dict(v) for k, v in (distill_options or {}).items()}
     context = DistillContext(t_shapes, ctx, teacher_head=t_head, family=family,
                              distribution=distribution, amp=amp,
-                             sync_devices=len(ctx) if syncbn else 1)
+                             sync_devices=len(ctx) if syncbn else 1, student=backbone)
     terms = build_terms(distill, distill_weights, context, options)
     meta = family.describe_student(
         student, tcfg, t_shapes, backbone, adapt=adapt, head=head,
