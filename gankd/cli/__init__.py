@@ -238,7 +238,7 @@ def _term_names():
         from ..distill.base import term_names
         return term_names()
     except ImportError:  # help without MXNet installed
-        return ('gan', 'hint', 'lit', 'cosine', 'soft', 'bounded', 'crosshead', 'di')
+        return ('gan', 'hint', 'cosine', 'lit', 'soft', 'bounded', 'crosshead', 'di')
 
 
 def seed_everything(seed):

@@ -4,7 +4,8 @@ critics. A new method is one :class:`DistillTerm` subclass with one
 from .base import (TERMS, Captures, DistillContext, DistillTerm, build_terms,
                    parse_term_options, register_term, term_names)
 from .adversarial import AdversarialTerm
-from .feature import CosineTerm, HintTerm, TeacherForcedTerm
+from .feature import CosineTerm, HintTerm
+from .sections import TeacherForcedTerm
 from .prediction import (BoundedRegressionTerm, CrossHeadTerm, DetectionImitationTerm,
                          SoftLabelTerm)
 

@@ -239,7 +239,7 @@ def register_term(key):
 
 def _load_builtin():
     # Importing the modules registers their terms.
-    for module in ('adversarial', 'feature', 'prediction'):
+    for module in ('adversarial', 'feature', 'sections', 'prediction'):
         importlib.import_module('.' + module, __package__)
 
 
