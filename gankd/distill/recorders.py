@@ -101,7 +101,6 @@ def recording_view(block, layers, what='backbone'):
         return SymbolBlock(outputs + recorded, data, params=block.collect_params())
 
 
-
 def forced_view(block, layers, what='backbone'):
     """The block's graph cut at ``layers``, each cut fed from outside (teacher forcing).
 
