@@ -288,7 +288,7 @@ def test_hint_partial_l2_on_a_pre_relu_layer_ignores_what_the_relu_zeroes(setup)
     margins = np.array([t[:, c][t[:, c] < 0].mean() for c in range(4)])
     assert (margins < 0).all() and (t < margins.reshape(1, -1, 1, 1)).any()
 
-    def caps_with(s, devices, layer_loss='partial'):
+    def caps_with(s, devices):
         caps = make_caps(d, d['t_maps'], devices)  # maps equal: only the layer costs
         for cap, (a, b) in zip(caps, _slices(devices)):
             cap.student_records = {'pre': mx.nd.array(s[a:b], ctx=cap.student_maps[0].context)}
