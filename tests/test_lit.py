@@ -10,7 +10,7 @@ from test_bad_input import GANKD, assert_one_line_error
 CUTS = ('pool0_fwd', 'stage1_activation0', 'stage2_activation0', 'stage3_activation0')
 
 
-def _lit_run(voc_root, teacher_params, weight=1.0):
+def _lit_run(voc_root, teacher_params, student=TEACHER, cuts=CUTS):
     import mxnet as mx
     from gankd.cli import seed_everything
     from gankd.data.voc import voc_datasets
@@ -18,10 +18,10 @@ def _lit_run(voc_root, teacher_params, weight=1.0):
     seed_everything(1)
     train_set, _, classes = voc_datasets(voc_root)
     # Batch statistics for the untrained teacher, as in test_recorders.py.
-    run = build_gankd_run(TEACHER, TEACHER, DATA_SHAPE, classes, [mx.cpu()],
+    run = build_gankd_run(TEACHER, student, DATA_SHAPE, classes, [mx.cpu()],
                           teacher_params=teacher_params, distill=['lit'], head='frozen',
                           det_weight=0, optimizer='adam', lr=5e-3, teacher_bn='batch',
-                          distill_options={'lit': {'layers': ','.join(CUTS)}})
+                          distill_options={'lit': {'layers': ','.join(cuts)}})
     batch = next(iter(run.family.train_loader(train_set, run, DATA_SHAPE, 8, 0,
                                               augment='light')))
     return run, batch
@@ -83,6 +83,23 @@ def test_lit_is_zero_for_the_teachers_weights_and_trains_every_section(voc_root,
     assert last < 0.5 * first
 
 
+def test_a_deeper_student_learns_through_cuts_paired_with_the_teachers_layers(
+        voc_root, teacher_params):
+    """LIT's own setting: resnet18_v1_0.5 (two blocks per stage) under the teacher
+    (one block, the same widths), each stage's end paired with the teacher's."""
+    from gankd.train.loop import train_step
+    cuts = ('pool0_fwd', 'stage1_activation1:stage1_activation0',
+            'stage2_activation1:stage2_activation0')
+    run, batch = _lit_run(voc_root, teacher_params, student='resnet18_v1_0.5', cuts=cuts)
+    x = batch[0]
+    records = run.student_outputs(x)[1]
+    assert records[cuts[1]].shape == run.teacher_outputs(x)[1][cuts[1]].shape
+    first = train_step(run, batch)['Loss_lit']
+    for _ in range(19):
+        last = train_step(run, batch)['Loss_lit']
+    assert last < 0.5 * first
+
+
 def test_a_cut_with_a_path_around_it_is_refused(voc_root, teacher_params):
     from gankd.distill.recorders import forced_view
     from gankd.errors import GankdError
@@ -97,3 +114,12 @@ def test_lit_without_cuts_is_refused_in_one_line(voc_root, teacher_params, tmp_p
                       '--dataset-root', voc_root, '--epochs', 1, '--distill', 'lit',
                       '--save-prefix', tmp_path / 's')
     assert_one_line_error(proc, 'lit.layers')
+
+
+def test_a_cut_of_another_shape_is_refused_in_one_line(voc_root, teacher_params, tmp_path):
+    # The student (resnet10_v1_0.25) has half the teacher's channels at every cut.
+    proc = run_script('train_gankd_ssd.py', *GANKD, '--teacher-params', teacher_params,
+                      '--dataset-root', voc_root, '--epochs', 1, '--distill', 'lit',
+                      '--distill-options', 'lit.layers=pool0_fwd,stage1_activation0',
+                      '--save-prefix', tmp_path / 's')
+    assert_one_line_error(proc, 'lit.layers: cut pool0_fwd', 'same shape')

@@ -6,7 +6,7 @@ import mxnet as mx
 from ..errors import GankdError
 from .base import DistillTerm, register_term
 from .feature import batch_powers, relative_sum
-from .recorders import forced_view, parse_layers
+from .recorders import forced_view, layer_sides, parse_layers
 
 __all__ = ['TeacherForcedTerm']
 
@@ -39,7 +39,10 @@ class TeacherForcedTerm(DistillTerm):
     layers : str or sequence of str
         ``--distill-options lit.layers=pool0_fwd,stage2__plus1,...``: the cuts, in the
         graph's order, each with the teacher's shape (no connector). The first must cut
-        every path from the input.
+        every path from the input. ``student_layer:teacher_layer`` pairs a cut of the
+        student with a teacher layer of another name, for a shallower student
+        (``stage2__plus0:stage2__plus1``: the end of stage 2 in a one-block-per-stage
+        ResNet and in resnet18_v1), LIT's own setting.
     """
     name = 'Loss_lit'
     options = ('layers',)
@@ -51,12 +54,22 @@ class TeacherForcedTerm(DistillTerm):
     def __init__(self, student, weight=1.0, layers=''):
         super(TeacherForcedTerm, self).__init__(weight)
         self.records = parse_layers(layers)
-        if len(self.records) < 1 or any(':' in layer for layer in self.records):
-            raise GankdError('lit.layers must name the cuts, one layer name each (the '
-                             'teacher\'s shapes), e.g. lit.layers=stage1_activation1,'
-                             'stage2_activation1')
-        self.sections = forced_view(student, self.records, what='the student')
+        if not self.records:
+            raise GankdError('lit.layers must name the cuts, e.g. lit.layers=pool0_fwd,'
+                             'stage1_activation1,stage2_activation1')
+        self.sections = forced_view(student, [layer_sides(e)[0] for e in self.records],
+                                    what='the student')
         self.sections.hybridize(static_alloc=True, static_shape=True)
+
+    def bind_records(self, student_shapes, teacher_shapes):
+        """Refuse a cut whose shape differs between student and teacher: the student's
+        section reads the teacher's value there."""
+        for entry in self.records:
+            if tuple(student_shapes[entry]) != tuple(teacher_shapes[entry]):
+                raise GankdError('lit.layers: cut {} has shape {} in the student and {} in '
+                                 'the teacher; a cut must have the same shape in '
+                                 'both'.format(entry, tuple(student_shapes[entry]),
+                                               tuple(teacher_shapes[entry])))
 
     def _targets(self, cap):
         return ([t.detach() for t in cap.teacher_maps] +
