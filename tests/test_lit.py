@@ -50,9 +50,11 @@ def test_the_cut_graph_is_the_backbone_fed_its_own_values(voc_root, teacher_para
     assert float(abs(changed[0] - maps[0]).max().asscalar()) > 0
     for got, want in zip(changed[len(maps):], [records[c] for c in CUTS[1:]]):
         np.testing.assert_array_equal(got.asnumpy(), want.asnumpy())
-    assert all(view.collect_params()[k] is p
-               for k, p in run.teacher.collect_params().items()
-               if k in view.collect_params())
+    # The backbone's own Parameters (those after the first cut).
+    own, shared = run.teacher.collect_params(), view.collect_params()
+    assert shared.keys() and set(shared.keys()) <= set(own.keys())
+    assert all(shared[k] is own[k] for k in shared.keys())
+    assert any('stage3_' in k for k in shared.keys())
 
 
 def test_lit_is_zero_for_the_teachers_weights_and_trains_every_section(voc_root,

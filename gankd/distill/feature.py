@@ -165,12 +165,8 @@ class HintTerm(DistillTerm):
                   for conv, s, t in zip(convs, cap.student_maps, cap.teacher_maps)]
         for i, layer in enumerate(self.records):
             s, t = cap.student_records[layer], cap.teacher_records[layer].detach()
-            if layer in self._layer_conv:
+            if layer in self._layer_conv:  # shapes were checked in bind_records
                 s = self._layer_conv[layer](s)
-            if s.shape != t.shape:
-                raise GankdError('hint.layers: layer {} has shape {} in the student and {} in '
-                                 'the teacher; a hinted layer must have the same shape in '
-                                 'both'.format(layer, s.shape[1:], t.shape[1:]))
             if margins is None:
                 errors.append(mx.nd.square(s - t).mean())
                 continue
