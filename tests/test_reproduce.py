@@ -86,6 +86,34 @@ def test_grid_runs_skips_resumes_and_reports(voc_root, tmp_path):
     assert fresh.returncode == 0, fresh.stderr[-2000:]
     assert 'is missing; training it again' in fresh.stdout
     assert os.path.exists(teacher_params) and set(_records(out)) == keys
+    # The students keep their numbers, and name the teacher training they learnt from;
+    # that training's record is kept, out of the tables, under "retired".
+    from gankd.experiments.runner import params_digest
+    data = json.load(open(out))
+    first = records['teacher/mobilenet0.25/seed233']
+    assert [r['params_sha256'] for r in data['retired']] == [first['params_sha256']]
+    assert 'is missing' in data['retired'][0]['retired_because']
+    for s in (0, 1):
+        gan = _records(out)['mobilenet0.25/mobilenet0.25/gan/seed{}'.format(s)]
+        assert gan['teacher_params_sha256'] == first['params_sha256']
+        assert gan['teacher_mAP'] == first['mAP']
+    second = _records(out)['teacher/mobilenet0.25/seed233']
+    assert second['params_sha256'] == params_digest(teacher_params)
+    # Weights on disk that are not the recorded ones (another machine's training left
+    # beside these results) are not taken for the recorded teacher: its record is
+    # retired and the teacher's finished training evaluated again.
+    data['records'] = [dict(r, params_sha256='0' * 64) if r['key'] == second['key'] else r
+                       for r in data['records']]
+    out.write_text(json.dumps(data))
+    swapped = run_script('reproduce.py', *grid)
+    assert swapped.returncode == 0, swapped.stderr[-2000:]
+    assert 'another training (their SHA-256 differs); training it again' in swapped.stdout
+    data = json.load(open(out))
+    assert [r['params_sha256'] for r in data['retired']] == [first['params_sha256'],
+                                                               '0' * 64]
+    third = _records(out)['teacher/mobilenet0.25/seed233']
+    assert third['params_sha256'] == second['params_sha256'] and \
+        third['mAP'] == second['mAP']
 
     rep = run_script('report.py', '--results', out, '--out-dir', tmp_path / 'rep',
                      '--name', 'tiny')
@@ -98,6 +126,12 @@ def test_grid_runs_skips_resumes_and_reports(voc_root, tmp_path):
     assert row, text
     assert abs(float(row.group(1)) - sum(base) / 2) < 0.051
     assert 'published (quoted, not reproduced)' in text
+    # The three trainings of the teacher, oldest first; the students learnt from the first.
+    trainings = text[text.index('### Trainings of the teachers'):].split('\n\n')[2]
+    rows = trainings.splitlines()[2:]
+    assert len(rows) == 3, trainings
+    assert '`{}`'.format(first['params_sha256'][:12]) in rows[0] and '| 2 |' in rows[0]
+    assert 'retired: ' in rows[1] and rows[2].endswith('| current |'), trainings
     pngs = [Path(l.split(': ', 1)[1]) for l in rep.stdout.splitlines() if l.startswith('figure')]
     names = {p.name for p in pngs}
     assert {'tiny_map.png', 'tiny_gain.png', 'mobilenet0.25_mobilenet0.25_gan.png',
@@ -509,6 +543,33 @@ def test_plan_runs_students_whole_and_restricts_methods_and_controls(tmp_path):
             assert epochs == ('4' if c.student == 'mobilenet0.25' else '2'), c.key
 
 
+def test_method_seeds_add_seeds_to_one_method_and_its_baseline(tmp_path):
+    """A control confirmed at more seeds than its student's other controls: that method
+    alone runs at them, and the student's baseline too, so every gain pairs by seed."""
+    from gankd.experiments.grid import Grid, METHODS, plan
+    control = ('--distill', 'hint', '--det-weight', '0')
+    grid = Grid(name='g', dataset_root=str(tmp_path), teachers=('none', 'resnet18_v1'),
+                students=('mobilenet0.25',), methods=('gan', 'control-a', 'control-b'),
+                seeds=(0,), teacher_flags={'epochs': 1}, student_flags={'epochs': 1},
+                out=str(tmp_path / 'r.json'), work_dir=str(tmp_path / 'w'),
+                methods_flags=dict(METHODS, **{'control-a': control, 'control-b': control}),
+                method_students={'control-a': ('resnet18_v1',),
+                                 'control-b': ('resnet18_v1',)},
+                student_seeds={'resnet18_v1': (0,)}, method_seeds={'control-b': (0, 2)})
+    keys = [c.key for c in plan(grid)]
+    assert keys == ['teacher/resnet18_v1/seed233',
+                    'resnet18_v1/none/baseline/seed0',
+                    'resnet18_v1/resnet18_v1/control-a/seed0',
+                    'resnet18_v1/resnet18_v1/control-b/seed0',
+                    'resnet18_v1/none/baseline/seed2',
+                    'resnet18_v1/resnet18_v1/control-b/seed2',
+                    'mobilenet0.25/none/baseline/seed0',
+                    'mobilenet0.25/resnet18_v1/gan/seed0']
+    # Without the method in the grid (--methods), its seeds add nothing.
+    grid.methods = ('gan', 'control-a')
+    assert 'resnet18_v1/none/baseline/seed2' not in [c.key for c in plan(grid)]
+
+
 def test_epochs_zero_writes_the_initial_weights(tmp_path, voc_root):
     prefix = str(tmp_path / 'random')
     proc = run_script('train_ssd.py', '--network', 'mobilenet0.25', '--data-shape', DATA_SHAPE,
@@ -575,6 +636,8 @@ def test_report_convergence_and_controls(tmp_path):
              history=h('g1', [(100, 0.2), (200, 0.3), (300, 0.38)])),
         dict(_record('resnet18_v1', 'none', 'baseline', 0, 0.20), history=None),
         _record('resnet18_v1', 'resnet18_v1', 'control-hint', 0, 0.45),
+        # Learnt from another training of the teacher (a grid resumed elsewhere), at 60.
+        dict(_record('resnet18_v1', 'resnet18_v1', 'control-lit', 0, 0.45), teacher_mAP=0.6),
         _record('mobilenet0.25', 'resnet18_v1@random', 'gan', 0, 0.28),
         {'key': 'teacher/resnet18_v1/seed233', 'role': 'teacher', 'student': None,
          'teacher': 'resnet18_v1', 'method': None, 'seed': 233, 'status': 'ok',
@@ -596,6 +659,9 @@ def test_report_convergence_and_controls(tmp_path):
     # 45 / 50 = 90% of the teacher: passes; the baseline of the same updates is 20.
     assert ('| resnet18_v1 | resnet18_v1 | control-hint | 45.0 (n=1) | 50.0 (n=1) | 90% | '
             '20.0 (n=1) | +25.0 (1 pair) | yes |') in text
+    # Its share is of the teacher training it learnt from: 45 / 60 = 75%, short of 80%.
+    assert ('| resnet18_v1 | resnet18_v1 | control-lit | 45.0 (n=1) | 60.0 (n=1) | 75% | '
+            '20.0 (n=1) | +25.0 (1 pair) | NO |') in text
     assert '| mobilenet0.25 | resnet18_v1@random | gan | 28.0 (n=1) |' in text
     assert '| resnet18_v1 | 50.0 | 50.0 | +0.00 |' in text
     learning = tmp_path / 'rep' / 'c_learning.png'

@@ -85,6 +85,10 @@ class Grid:
         distilled alike, so a cell's students still share everything).
     student_seeds : dict
         Student -> its seeds, instead of ``seeds`` (a costly control's student).
+    method_seeds : dict
+        Method -> its seeds, instead of the student's (a control that passes at one seed
+        and is then confirmed at more, on a student whose other controls keep one). The
+        student's baseline runs at these seeds too, so every gain still pairs up.
     family : str
         The detector family of every cell (:data:`TRAIN_SCRIPTS`).
     """
@@ -107,6 +111,7 @@ class Grid:
     teacher_students: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
     student_overrides: Dict[str, Dict[str, object]] = field(default_factory=dict)
     student_seeds: Dict[str, Tuple[int, ...]] = field(default_factory=dict)
+    method_seeds: Dict[str, Tuple[int, ...]] = field(default_factory=dict)
     family: str = 'ssd'
 
     def script(self, distill):
@@ -133,6 +138,17 @@ class Grid:
             return False
         return (method in self.teacher_methods.get(teacher, (method,)) and
                 student in self.teacher_students.get(teacher, (student,)))
+
+    def seeds_of(self, student, method=None):
+        """The seeds of one student's cells of ``method``, or, for its baseline (None),
+        every seed any of its cells runs at, so that each distilled cell has its pair."""
+        own = tuple(self.student_seeds.get(student, self.seeds))
+        if method is not None:
+            return tuple(self.method_seeds.get(method, own))
+        extra = [s for m in self.methods if m in self.method_seeds and any(
+            self.runs_method(student, t, m) for t in self.teachers if t != 'none')
+            for s in self.method_seeds[m]]
+        return tuple(sorted(set(own) | set(extra))) if extra else own
 
     @property
     def gpus(self):
@@ -301,12 +317,13 @@ def plan(grid):
     teachers = [_teacher_cell(grid, t) for t in grid.teachers if t != 'none']
     cells = list(teachers)
     for student in grid.all_students():
-        for seed in grid.student_seeds.get(student, grid.seeds):
+        for seed in grid.seeds_of(student):
             if 'none' in grid.teachers:
                 cells.append(_student_cell(grid, student, None, None, seed, plain_flags))
             for tc in teachers:
                 for method in grid.methods:
-                    if grid.runs_method(student, tc.teacher, method):
+                    if grid.runs_method(student, tc.teacher, method) and \
+                            seed in grid.seeds_of(student, method):
                         cells.append(_student_cell(grid, student, tc, method, seed,
                                                    plain_flags))
     for cell in cells:

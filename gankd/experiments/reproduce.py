@@ -237,6 +237,7 @@ def grid_from_args(args):
                 teacher_methods=dict(bench.teacher_methods) if bench else {},
                 teacher_students=dict(bench.teacher_students) if bench else {},
                 student_seeds=dict(bench.student_seeds) if bench else {},
+                method_seeds=dict(bench.method_seeds) if bench else {},
                 student_overrides=dict(bench.student_overrides) if bench else {},
                 family=family)
 

@@ -8,10 +8,12 @@ import fcntl
 import json
 import os
 import tempfile
+import time
 
 from ..errors import GankdError
 
-__all__ = ['RESULTS_FORMAT', 'load_results', 'save_record', 'done_records', 'claim']
+__all__ = ['RESULTS_FORMAT', 'load_results', 'save_record', 'retire_record', 'done_records',
+           'claim']
 
 RESULTS_FORMAT = 'gankd-reproduce-results/1'
 
@@ -102,6 +104,25 @@ def save_record(path, record, name=None):
         if name:
             data['name'] = name
         _write_atomic(path, data)
+
+
+def retire_record(path, key, reason):
+    """Move the record ``key`` from ``records`` to the file's ``retired`` list.
+
+    A teacher's weights are not committed: a grid resumed on another machine trains it
+    again, from the same seed, and another CPU gives other weights. The cells distilled
+    from the earlier training keep their numbers, so its record is kept, out of the
+    tables, with why it was retired.
+    """
+    with _locked(path):
+        data = load_results(path)
+        old = [r for r in data['records'] if r.get('key') == key]
+        data['records'] = [r for r in data['records'] if r.get('key') != key]
+        data.setdefault('retired', []).extend(
+            dict(r, retired_at=time.strftime('%Y-%m-%dT%H:%M:%S'), retired_because=reason)
+            for r in old)
+        _write_atomic(path, data)
+    return old
 
 
 def done_records(grid, cells):

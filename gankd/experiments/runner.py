@@ -6,6 +6,7 @@ continues from its last checkpoint. Each finished cell is evaluated (VOC07 mAP,
 :func:`gankd.eval.params.evaluate_params`) and appended as one record to the results JSON
 (:mod:`gankd.experiments.results_file`).
 """
+import hashlib
 import json
 import os
 import shlex
@@ -15,7 +16,7 @@ import time
 
 from ..stopping import StopSignals, exit_code
 from .grid import plan
-from .results_file import claim, done_records, save_record
+from .results_file import claim, done_records, load_results, retire_record, save_record
 
 __all__ = ['run_cell', 'run_grid']
 
@@ -110,7 +111,8 @@ def run_cell(cell, grid, stop):
         else:
             record.update(status='ok', mAP=result['mAP'], per_class=result['per_class'],
                           num_test_images=result['num_images'],
-                          loop_mAP=_loop_map(cell.params))
+                          loop_mAP=_loop_map(cell.params),
+                          params_sha256=params_digest(cell.params))
         record['eval_seconds'] = time.time() - tic_eval
     record['seconds'] = time.time() - tic
     record['finished_at'] = time.strftime('%Y-%m-%dT%H:%M:%S')
@@ -147,43 +149,87 @@ def run_grid(grid, dry_run=False, echo=None):
     return counts
 
 
-def _needs_retraining(cell):
-    """A finished teacher whose weights are gone: they are not committed with the results,
-    so on another machine (or after params/ was cleaned) the teacher is trained again,
-    from the same seed."""
-    return cell.role == 'teacher' and cell.command and not os.path.exists(cell.params)
+def params_digest(path):
+    """The SHA-256 of a params file: which training of a teacher a record describes."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _teacher_changed(cell, record):
+    """Why the finished teacher ``record`` no longer describes the weights on disk, or None.
+
+    The weights are not committed with the results: on another machine (or after params/
+    was cleaned) they are missing and the teacher is trained again, from the same seed;
+    a training on another CPU gives other weights. A record names its weights by their
+    SHA-256; records from before that, by the loop's own mAP saved beside them.
+    """
+    if cell.role != 'teacher' or not cell.command:
+        return None
+    if not os.path.exists(cell.params):
+        return '{} is missing'.format(cell.params)
+    if record.get('params_sha256'):
+        if record['params_sha256'] != params_digest(cell.params):
+            return 'the params on disk are another training (their SHA-256 differs)'
+        return None
+    loop, recorded = _loop_map(cell.params), record.get('loop_mAP')
+    if loop is not None and recorded is not None and abs(loop - recorded) > 1e-9:
+        return ("the params on disk are another training (the loop's mAP beside them "
+                'is {:.4f}, the record\'s {:.4f})'.format(loop, recorded))
+    return None
+
+
+def _stamp_teacher(grid, cell, record):
+    """Name, in a distilled cell's record, the teacher training it learnt from."""
+    teacher = next((r for r in load_results(grid.out)['records']
+                    if r.get('key') == cell.depends and r.get('status') == 'ok'), None)
+    if teacher is not None:
+        record['teacher_mAP'] = teacher['mAP']
+        record['teacher_params_sha256'] = teacher.get('params_sha256')
 
 
 def _run_grid_cell(grid, cell, head, done, failed_teachers, counts, dry_run, echo, stop):
     """One cell of :func:`run_grid`: skip it if done, else run and record it."""
-    if cell.key in done and _needs_retraining(cell):
-        echo('{}: done, but {} is missing; training it again'.format(head, cell.params))
-        del done[cell.key]
-    if cell.key in done:
+    changed = _teacher_changed(cell, done[cell.key]) if cell.key in done else None
+    if cell.key in done and changed is None:
         counts['skipped'] += 1
         echo('{}: done (mAP={:.4f}), skipped'.format(head, done[cell.key]['mAP']))
         return
     if dry_run:
+        if changed:
+            echo('{}: done, but {}; it would run again'.format(head, changed))
         echo('{}: {}'.format(head, shlex.join(cell.command) if cell.command
                              else 'given teacher ' + cell.params + ' (evaluated)'))
         return
     # Another process running the same grid may hold the cell: a student cell is then
     # left to it; a teacher is waited for, since the cells after it need its weights.
     with claim(cell.claim_file, wait=cell.role == 'teacher') as mine:
-        # It may have finished in another process while this one waited or ran others.
-        finished = mine and cell.key in done_records(grid, [cell]) and \
-            not _needs_retraining(cell)
-        if not mine or finished:
+        if not mine:
             counts['skipped'] += 1
-            echo('{}: {} in another process, skipped'.format(
-                head, 'finished' if mine else 'running'))
+            echo('{}: running in another process, skipped'.format(head))
             return
+        # Read again under the claim: another process may have finished the cell, or
+        # retired and replaced a teacher's record, while this one waited or ran others.
+        record = done_records(grid, [cell]).get(cell.key)
+        if record is not None:
+            changed = _teacher_changed(cell, record)
+            if changed is None:
+                counts['skipped'] += 1
+                echo('{}: finished in another process, skipped'.format(head))
+                return
+            retire_record(grid.out, cell.key, changed)
+            echo('{}: done, but {}; training it again (its old record is kept under '
+                 '"retired")'.format(head, changed))
         if cell.depends in failed_teachers:
             record = _record(cell, grid, 'teacher {} failed; see its record'.format(
                 cell.depends))
         else:
             echo('{}: running (log: {})'.format(head, cell.log if cell.command else '-'))
             record = run_cell(cell, grid, stop)
+            if cell.depends:
+                _stamp_teacher(grid, cell, record)
         save_record(grid.out, record, grid.name)
     if record['status'] == 'ok':
         counts['ok'] += 1

@@ -10,6 +10,7 @@ from .curves import is_control, read_history
 from .grid import BASELINE
 
 __all__ = ['mean_std', 'paired_gain', 'cell_key', 'summarize', 'gap_closed', 'speed_groups',
+           'teacher_trainings',
            'record_family']
 
 
@@ -98,8 +99,11 @@ def summarize(records):
             _add_once(methods, r['method'])
         key = cell_key(r['student'], r['teacher'], r['method'])
         cell = cells.setdefault(key, {'student': r['student'], 'teacher': r['teacher'],
-                                      'method': r['method'], 'maps': {}, 'ce': {}})
+                                      'method': r['method'], 'maps': {}, 'ce': {},
+                                      'teacher_seen': {}})
         cell['maps'][int(r['seed'])] = points
+        if r.get('teacher_mAP') is not None:
+            cell['teacher_seen'][int(r['seed'])] = 100.0 * float(r['teacher_mAP'])
         last = [h for h in read_history(r.get('history')) if 'CrossEntropy' in h][-1:]
         if last:
             cell['ce'][int(r['seed'])] = float(last[0]['CrossEntropy'])
@@ -108,6 +112,11 @@ def summarize(records):
         # A second, less noisy reading of how well detection trained: mAP near chance
         # swings with the initialisation, the training loss much less.
         cell['train_ce'] = dict(zip(('mean', 'std', 'n'), mean_std(cell.pop('ce').values())))
+        # The mAP of the teacher training each seed learnt from, when every record names
+        # it (a grid resumed on another machine trains its teacher again).
+        seen = cell.pop('teacher_seen')
+        cell['teacher_seen'] = (dict(zip(('mean', 'std', 'n'), mean_std(seen.values())))
+                                if seen and len(seen) == len(cell['maps']) else None)
     gains = OrderedDict()
     for key, cell in cells.items():
         if cell['teacher'] == 'none':
@@ -200,3 +209,43 @@ def speed_groups(records):
                     'method': method, 'params': first.get('params'), 'seed': first['seed'],
                     'mAP': sum(float(r['mAP']) for r in rs) / len(rs), 'n': len(rs)})
     return out
+
+
+def teacher_trainings(data):
+    """Every training of each teacher a results file knows, when there was more than one.
+
+    A teacher's weights are not committed; a grid resumed on another machine trains it
+    again from the same seed, and another CPU gives other weights. The earlier trainings'
+    records are kept under ``retired`` (:func:`gankd.experiments.results_file.retire_record`)
+    and each distilled record names the training it learnt from by its SHA-256.
+
+    Parameters
+    ----------
+    data : dict
+        A results file, as :func:`gankd.experiments.results_file.load_results` reads it.
+
+    Returns
+    -------
+    list of dict
+        Oldest first: ``teacher``, ``mAP`` (points), ``finished_at``, ``sha256`` (None for
+        records from before weights were named), ``current``, ``retired_because`` and
+        ``cells``: the distilled records that learnt from it (for a training without a
+        SHA-256: the records that name none, made before trainings were named). Empty
+        when no teacher was retired.
+    """
+    retired = [r for r in data.get('retired', []) if r.get('role') == 'teacher']
+    if not retired:
+        return []
+    current = [r for r in data['records'] if r.get('role') == 'teacher' and
+               r.get('status') == 'ok']
+    distilled = [r for r in data['records'] if r.get('role') == 'distill' and
+                 r.get('status') == 'ok']
+    rows = []
+    for r in sorted(retired, key=lambda r: r.get('finished_at') or '') + current:
+        sha = r.get('params_sha256')
+        rows.append({'teacher': r['teacher'], 'mAP': 100.0 * float(r['mAP']),
+                     'finished_at': r.get('finished_at'), 'sha256': sha,
+                     'current': r in current, 'retired_because': r.get('retired_because'),
+                     'cells': sum(1 for d in distilled if d['teacher'] == r['teacher'] and
+                                  d.get('teacher_params_sha256') == sha)})
+    return rows

@@ -139,6 +139,28 @@ def _teachers_table(summary, digits):
     return lines
 
 
+def _trainings_table(rows, digits):
+    """The teachers' trainings, when a grid resumed elsewhere trained one again."""
+    if not rows:
+        return []
+    lines = ['### Trainings of the teachers', '',
+             "The teachers' weights are not committed: a grid resumed on another machine "
+             'trains its teacher again from the same seed, and another CPU gives other '
+             'weights. Each distilled record names the training it learnt from (the '
+             "SHA-256 of its params); the tables above give the current training's mAP, "
+             "the controls the mAP of the training each control learnt from.", '',
+             '| teacher | training finished | mAP | params SHA-256 | distilled cells that '
+             'learnt from it | status |', '|---|---|---|---|---|---|']
+    for r in rows:
+        lines.append('| {} | {} | {:.{d}f} | {} | {} | {} |'.format(
+            r['teacher'], r['finished_at'] or '–', r['mAP'],
+            '`{}`'.format(r['sha256'][:12]) if r['sha256'] else '– (not recorded)',
+            '{}{}'.format(r['cells'], '' if r['sha256'] else ' (the records naming none)'),
+            'current' if r['current'] else 'retired: ' + (r['retired_because'] or '?'),
+            d=digits))
+    return lines + ['']
+
+
 def _methods_table(summary, teacher, digits):
     """Rows: baseline then each method; per student its mAP, the gain over the baseline
     and the share of the teacher-student gap closed."""
@@ -215,6 +237,7 @@ def markdown(summary, name, figures=None, digits=1, results_path=None, records=N
     if summary['teacher_maps']:
         out += ['## Teachers', ''] + _teachers_table(summary, digits) + [''] + (
             [] if frcnn else ['Model-zoo numbers: ' + MODEL_ZOO_SOURCE + '.', ''])
+        out += _trainings_table(summary.get('teacher_trainings'), digits)
     out += ['## ' + PUBLISHED_LABEL.capitalize(), '',
             table_markdown('table3') if frcnn else
             table_markdown('table1', _published_rows(summary)), '']
@@ -319,7 +342,8 @@ def controls_markdown(summary, records, digits=1, baseline='baseline'):
                   'of the teacher) |'.format(FEATURE_TRANSFER_SHARE),
                   '|---|---|---|---|---|---|---|---|---|']
         for c in feature:
-            t = summary['teacher_maps'].get(c['teacher']) or {}
+            # The teacher training the control learnt from, when its records name it.
+            t = c.get('teacher_seen') or summary['teacher_maps'].get(c['teacher']) or {}
             share = c['mean'] / t['mean'] if t.get('n') and t['mean'] > 0 else None
             key = cell_key(c['student'], c['teacher'], c['method'])
             lines.append('| {} | {} | {} | {} | {} | {} | {} | {} | {} |'.format(
