@@ -2,15 +2,17 @@
 the cut graph computes the backbone exactly when fed the backbone's own values, each
 section from its own cut only; the term is zero for the teacher's own weights and trains
 every section at once; a cut that leaves a path around it, or no cut, is refused."""
+import os
+
 import pytest
 
-from conftest import DATA_SHAPE, TEACHER, run_script
+from conftest import DATA_SHAPE, STUDENT, TEACHER, run_script
 from test_bad_input import GANKD, assert_one_line_error
 
 CUTS = ('pool0_fwd', 'stage1_activation0', 'stage2_activation0', 'stage3_activation0')
 
 
-def _lit_run(voc_root, teacher_params, student=TEACHER, cuts=CUTS):
+def _lit_run(voc_root, teacher_params, student=TEACHER, cuts=CUTS, connector='none'):
     import mxnet as mx
     from gankd.cli import seed_everything
     from gankd.data.voc import voc_datasets
@@ -21,7 +23,8 @@ def _lit_run(voc_root, teacher_params, student=TEACHER, cuts=CUTS):
     run = build_gankd_run(TEACHER, student, DATA_SHAPE, classes, [mx.cpu()],
                           teacher_params=teacher_params, distill=['lit'], head='frozen',
                           det_weight=0, optimizer='adam', lr=5e-3, teacher_bn='batch',
-                          distill_options={'lit': {'layers': ','.join(cuts)}})
+                          distill_options={'lit': {'layers': ','.join(cuts),
+                                                   'connector': connector}})
     batch = next(iter(run.family.train_loader(train_set, run, DATA_SHAPE, 8, 0,
                                               augment='light')))
     return run, batch
@@ -125,3 +128,67 @@ def test_a_cut_of_another_shape_is_refused_in_one_line(voc_root, teacher_params,
                       '--distill-options', 'lit.layers=pool0_fwd,stage1_activation0',
                       '--save-prefix', tmp_path / 's')
     assert_one_line_error(proc, 'lit.layers: cut pool0_fwd', 'same shape')
+
+
+def test_a_narrower_student_learns_through_connectors_at_the_cuts(voc_root, teacher_params):
+    """lit.connector=1x1: resnet10_v1_0.25 has half the teacher's channels at every cut.
+    Each cut gets a 1x1 conv from the teacher's channels (what the section reads) and,
+    after the first, one back (what is compared); the Trainer steps them, the checkpoints
+    hold them, and 30 steps halve the loss, the mapped teacher values drawing nearer the
+    student's own values at the cuts."""
+    from mxnet import autograd
+    from gankd.train.loop import train_step
+    run, batch = _lit_run(voc_root, teacher_params, student=STUDENT, connector='1x1')
+    x = batch[0]
+    term = run.terms[0]
+    s_rec, t_rec = run.student_outputs(x)[1], run.teacher_outputs(x)[1]
+    for cut in CUTS:
+        cs, ct = s_rec[cut].shape[1], t_rec[cut].shape[1]
+        assert cs * 2 == ct
+        assert term._in_conv[cut].weight.shape == (cs, ct, 1, 1)
+    assert sorted(term._out_conv) == sorted(CUTS[1:])
+    assert all(term._out_conv[c].weight.shape == (t_rec[c].shape[1], s_rec[c].shape[1], 1, 1)
+               for c in CUTS[1:])
+    assert run.blocks()['lit_input_connectors'] is term.input_connectors
+    assert run.blocks()['lit_output_connectors'] is term.output_connectors
+    trained = set(map(id, run.trainer._params))
+    assert all(id(p) in trained for p in term.student_params())
+
+    def input_gap():
+        with autograd.train_mode():
+            s, t = run.student_outputs(x)[1], run.teacher_outputs(x)[1]
+            conv = term._in_conv[CUTS[2]]
+            return float(((conv(t[CUTS[2]]) - s[CUTS[2]]) ** 2).mean().asscalar() /
+                         (s[CUTS[2]] ** 2).mean().asscalar())
+
+    gap = input_gap()
+    first = train_step(run, batch)['Loss_lit']
+    for _ in range(29):
+        last = train_step(run, batch)['Loss_lit']
+    assert last < 0.5 * first
+    assert input_gap() < 0.8 * gap
+
+
+def test_lit_connectors_are_checkpointed_and_resumed(voc_root, teacher_params, tmp_path):
+    args = [*GANKD, '--teacher-params', teacher_params, '--dataset-root', voc_root,
+            '--distill', 'lit', '--distill-options', 'lit.layers=' + ','.join(CUTS[:3]),
+            'lit.connector=1x1', '--save-prefix', tmp_path / 's', '--checkpoint-interval', 1]
+    first = run_script('train_gankd_ssd.py', *args, '--epochs', 1)
+    assert first.returncode == 0, first.stderr[-2000:]
+    ckpt = os.path.join(str(tmp_path), 's_ckpt')
+    saved = [sorted(os.listdir(os.path.join(ckpt, d))) for d in os.listdir(ckpt)]
+    assert saved and all({'lit_input_connectors.params', 'lit_output_connectors.params'} <=
+                         set(files) for files in saved), saved
+    resumed = run_script('train_gankd_ssd.py', *args, '--epochs', 2, '--resume', 'auto')
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert 'Resumed from' in resumed.stdout + resumed.stderr
+
+
+def test_a_cut_of_another_size_is_refused_even_with_connectors(voc_root, teacher_params,
+                                                                tmp_path):
+    proc = run_script('train_gankd_ssd.py', *GANKD, '--teacher-params', teacher_params,
+                      '--dataset-root', voc_root, '--epochs', 1, '--distill', 'lit',
+                      '--distill-options', 'lit.layers=pool0_fwd,stage1_activation0:'
+                      'stage2_activation0', 'lit.connector=1x1', '--save-prefix', tmp_path / 's')
+    assert_one_line_error(proc, 'lit.layers: cut stage1_activation0:stage2_activation0',
+                          'same shape')
