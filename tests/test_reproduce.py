@@ -88,7 +88,7 @@ def test_grid_runs_skips_resumes_and_reports(voc_root, tmp_path):
     assert os.path.exists(teacher_params) and set(_records(out)) == keys
     # The students keep their numbers, and name the teacher training they learnt from;
     # that training's record is kept, out of the tables, under "retired".
-    from gankd.experiments.runner import params_digest
+    from gankd.train.checkpoint import file_sha256
     data = json.load(open(out))
     first = records['teacher/mobilenet0.25/seed233']
     assert [r['params_sha256'] for r in data['retired']] == [first['params_sha256']]
@@ -98,7 +98,7 @@ def test_grid_runs_skips_resumes_and_reports(voc_root, tmp_path):
         assert gan['teacher_params_sha256'] == first['params_sha256']
         assert gan['teacher_mAP'] == first['mAP']
     second = _records(out)['teacher/mobilenet0.25/seed233']
-    assert second['params_sha256'] == params_digest(teacher_params)
+    assert second['params_sha256'] == file_sha256(teacher_params)
     # Weights on disk that are not the recorded ones (another machine's training left
     # beside these results) are not taken for the recorded teacher: its record is
     # retired and the teacher's finished training evaluated again.

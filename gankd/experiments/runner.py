@@ -6,7 +6,6 @@ continues from its last checkpoint. Each finished cell is evaluated (VOC07 mAP,
 :func:`gankd.eval.params.evaluate_params`) and appended as one record to the results JSON
 (:mod:`gankd.experiments.results_file`).
 """
-import hashlib
 import json
 import os
 import shlex
@@ -15,6 +14,7 @@ import subprocess
 import time
 
 from ..stopping import StopSignals, exit_code
+from ..train.checkpoint import file_sha256
 from .grid import plan
 from .results_file import claim, done_records, load_results, retire_record, save_record
 
@@ -112,7 +112,7 @@ def run_cell(cell, grid, stop):
             record.update(status='ok', mAP=result['mAP'], per_class=result['per_class'],
                           num_test_images=result['num_images'],
                           loop_mAP=_loop_map(cell.params),
-                          params_sha256=params_digest(cell.params))
+                          params_sha256=file_sha256(cell.params))
         record['eval_seconds'] = time.time() - tic_eval
     record['seconds'] = time.time() - tic
     record['finished_at'] = time.strftime('%Y-%m-%dT%H:%M:%S')
@@ -149,15 +149,6 @@ def run_grid(grid, dry_run=False, echo=None):
     return counts
 
 
-def params_digest(path):
-    """The SHA-256 of a params file: which training of a teacher a record describes."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _teacher_changed(cell, record):
     """Why the finished teacher ``record`` no longer describes the weights on disk, or None.
 
@@ -171,7 +162,7 @@ def _teacher_changed(cell, record):
     if not os.path.exists(cell.params):
         return '{} is missing'.format(cell.params)
     if record.get('params_sha256'):
-        if record['params_sha256'] != params_digest(cell.params):
+        if record['params_sha256'] != file_sha256(cell.params):
             return 'the params on disk are another training (their SHA-256 differs)'
         return None
     loop, recorded = _loop_map(cell.params), record.get('loop_mAP')

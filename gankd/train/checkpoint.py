@@ -18,10 +18,12 @@ import numpy as np
 
 from ..errors import GankdError
 
-__all__ = ['save_checkpoint', 'load_checkpoint', 'find_checkpoints', 'resolve_resume']
+__all__ = ['save_checkpoint', 'load_checkpoint', 'find_checkpoints', 'resolve_resume',
+           'file_sha256']
 
 
-def _sha256(path):
+def file_sha256(path):
+    """The SHA-256 of a file, read in chunks (params files are tens of MB)."""
     h = hashlib.sha256()
     with open(path, 'rb') as f:
         for chunk in iter(lambda: f.read(1 << 20), b''):
@@ -71,7 +73,7 @@ def save_checkpoint(prefix, blocks, trainers, state, keep=3):
     state = dict(state)
     state['numpy_rng'] = _numpy_state()
     state['python_rng'] = repr(random.getstate())
-    state['sha256'] = {f: _sha256(os.path.join(tmp, f)) for f in sorted(os.listdir(tmp))}
+    state['sha256'] = {f: file_sha256(os.path.join(tmp, f)) for f in sorted(os.listdir(tmp))}
     with open(os.path.join(tmp, 'state.json'), 'w') as f:
         json.dump(state, f)
         f.flush()
@@ -105,7 +107,7 @@ def verify_checkpoint(path):
             path, err)) from None
     for fname, digest in state.get('sha256', {}).items():
         fpath = os.path.join(path, fname)
-        if not os.path.isfile(fpath) or _sha256(fpath) != digest:
+        if not os.path.isfile(fpath) or file_sha256(fpath) != digest:
             raise GankdError('checkpoint {} is damaged: {} is missing or does not match its '
                              'checksum'.format(path, fname))
     return state
