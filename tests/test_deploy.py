@@ -412,3 +412,21 @@ def test_report_puts_speed_and_size_beside_map(teacher_params, student_params, t
     written = write_report(str(results), str(tmp_path / 'none'), 'grid')
     assert SPEED_HEADING not in open(written['report']).read()
     assert not (tmp_path / 'none' / 'grid_speed.png').exists()
+
+    # --speed-from: another machine, no params on disk, a cell rerun: the earlier
+    # timings stand (they depend on the architecture), the mAP is the results' own.
+    rerun = [dict(r, params=gone, mAP=0.40) if r['method'] == 'gan' and r['seed'] == 0
+             else dict(r, params=gone) for r in records]
+    results.write_text(json.dumps({'records': rerun}))
+    earlier = tmp_path / 'rep' / 'grid_summary.json'
+    proc = run_script('report.py', '--results', results, '--out-dir', tmp_path / 'reused',
+                      '--name', 'grid', '--speed-from', earlier)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    reused = json.load(open(tmp_path / 'reused' / 'grid_summary.json'))['speed']
+    assert [r['latency_ms'] for r in reused['rows']] == [r['latency_ms'] for r in rows]
+    assert [r['mAP'] for r in reused['rows']] == [pytest.approx(0.52), pytest.approx(0.38)]
+    assert reused['missing'] == [{'label': STUDENT + ' (no teacher)', 'params': gone,
+                                  'why': 'not in the earlier table'}]
+    text = (tmp_path / 'reused' / 'grid.md').read_text()
+    assert 'reused here' in text and '| 38.0 |' in text
+    assert (tmp_path / 'reused' / 'grid_speed.png').is_file()

@@ -15,7 +15,7 @@ from .results_file import load_results
 from .stats import speed_groups, summarize, teacher_trainings
 from .tables import markdown
 
-__all__ = ['measure_speed', 'write_report', 'build_parser', 'main']
+__all__ = ['measure_speed', 'reuse_speed', 'write_report', 'build_parser', 'main']
 
 
 def measure_speed(records, runs=30):
@@ -41,11 +41,44 @@ def measure_speed(records, runs=30):
     return {'rows': rows, 'missing': missing, 'runs': runs} if rows else None
 
 
-def write_report(results, out_dir, name=None, digits=1, speed=True):
+def reuse_speed(records, summary_path):
+    """The speed table of an earlier report (its ``<name>_summary.json``), for a machine
+    that lacks the params files: latency and size depend on the architecture, not on the
+    weights, so its rows stand; their mAP is taken from ``records``. A group the earlier
+    table lacks is listed as missing.
+
+    Returns
+    -------
+    dict or None
+        As :func:`measure_speed`, with ``source`` (the summary file); None when that
+        summary has no speed table.
+    """
+    try:
+        with open(summary_path) as f:
+            earlier = json.load(f).get('speed')
+    except (OSError, ValueError) as err:
+        raise GankdError('--speed-from {}: {}'.format(summary_path, err))
+    if not earlier:
+        return None
+    timed = {row['name']: row for row in earlier['rows']}
+    rows, missing = [], []
+    for g in speed_groups(records):
+        if g['label'] in timed:
+            rows.append(dict(timed[g['label']], mAP=g['mAP'], n=g['n'], seed=g['seed']))
+        else:
+            missing.append({'label': g['label'], 'params': g['params'],
+                            'why': 'not in the earlier table'})
+    return {'rows': rows, 'missing': missing, 'runs': earlier['runs'],
+            'source': os.path.relpath(summary_path)} if rows else None
+
+
+def write_report(results, out_dir, name=None, digits=1, speed=True, speed_from=None):
     """Write ``<name>.md``, ``<name>_summary.json`` and the PNG figures into ``out_dir``.
 
     With ``speed``, the params files of the records that are on disk are exported and
-    timed (:func:`measure_speed`): a table beside mAP and ``<name>_speed.png``.
+    timed (:func:`measure_speed`): a table beside mAP and ``<name>_speed.png``. With
+    ``speed_from`` (an earlier report's summary JSON) its timings are reused instead
+    (:func:`reuse_speed`).
 
     Returns
     -------
@@ -76,8 +109,11 @@ def write_report(results, out_dir, name=None, digits=1, speed=True):
         figures['(c) training curves, ' + os.path.basename(path)[:-4]] = os.path.relpath(
             path, out_dir)
     # Export (gankd.deploy) serves the SSD family only.
-    summary['speed'] = (measure_speed(data['records'])
-                        if speed and summary['family'] == 'ssd' else None)
+    if speed_from:
+        summary['speed'] = reuse_speed(data['records'], speed_from)
+    else:
+        summary['speed'] = (measure_speed(data['records'])
+                            if speed and summary['family'] == 'ssd' else None)
     if summary['speed']:
         from ..deploy import plot_map_latency
         plot_map_latency(summary['speed']['rows'], os.path.join(out_dir, name + '_speed.png'))
@@ -101,6 +137,10 @@ def build_parser():
     p.add_argument('--out-dir', default='results', help='where the report and PNGs go')
     p.add_argument('--name', default=None, help='file name stem (default: the grid name)')
     p.add_argument('--digits', type=int, default=1, help='decimals of mAP points')
+    p.add_argument('--speed-from', default=None, metavar='SUMMARY_JSON',
+                   help="reuse the speed table of an earlier report's <name>_summary.json "
+                   '(timings depend on the architectures, not on the weights) instead of '
+                   'timing the params files on disk')
     p.add_argument('--no-speed', action='store_true',
                    help='do not export and time the params files on disk (a quicker report, '
                    'without the speed section)')
@@ -113,7 +153,7 @@ def main(argv=None):
     if not os.path.exists(args.results):
         raise GankdError('--results: no such file {}'.format(args.results))
     written = write_report(args.results, args.out_dir, args.name, args.digits,
-                           speed=not args.no_speed)
+                           speed=not args.no_speed, speed_from=args.speed_from)
     print('report: {}'.format(written['report']))
     for path in written['figures']:
         print('figure: {}'.format(path))

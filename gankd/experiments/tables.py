@@ -386,17 +386,24 @@ def _speed_section(speed):
     if not speed:
         return []
     from ..deploy import speed_markdown
+    where = ('on the CPU that wrote this report' if not speed.get('source') else
+             'on the CPU that wrote `{}`, reused here (latency and size depend on the '
+             "architecture, not on the weights; mAP: these results')".format(speed['source']))
     out = [SPEED_HEADING, '',
            "Each model as `scripts/export.py` exports it (GluonCV's `export_block`, its "
            'preprocessing included), loaded back with `SymbolBlock.imports`: median latency '
-           'of {} runs at batch 1, throughput at batch {}, on the CPU that wrote this report. '
+           'of {} runs at batch 1, throughput at batch {}, {}. '
            "One params file per row (the lowest seed's); mAP: the mean over the row's seeds. "
            'Speed-up: relative to the first row.'.format(
-               speed['runs'], speed['rows'][0]['batch_size']), '',
+               speed['runs'], speed['rows'][0]['batch_size'], where), '',
            speed_markdown(speed['rows']), '']
-    if speed['missing']:
+    absent = [m for m in speed['missing'] if not m.get('why')]
+    if absent:
         out += ['Not measured, their params files are not on disk (weights are not '
                 'committed; rerun the grid to make them): ' + '; '.join(
-                    '{} (`{}`)'.format(m['label'], m['params']) for m in speed['missing'])
-                + '.', '']
+                    '{} (`{}`)'.format(m['label'], m['params']) for m in absent) + '.', '']
+    other = [m for m in speed['missing'] if m.get('why')]
+    if other:
+        out += ['Not measured: ' + '; '.join('{} ({})'.format(m['label'], m['why'])
+                                             for m in other) + '.', '']
     return out
