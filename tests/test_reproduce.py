@@ -663,6 +663,14 @@ def test_report_convergence_and_controls(tmp_path):
     assert ('| resnet18_v1 | resnet18_v1 | control-lit | 45.0 (n=1) | 60.0 (n=1) | 75% | '
             '20.0 (n=1) | +25.0 (1 pair) | NO |') in text
     assert '| mobilenet0.25 | resnet18_v1@random | gan | 28.0 (n=1) |' in text
+    # A control recorded before trainings were named learnt from the training retired
+    # without a SHA-256 (60 here), not from the current one (50).
+    retired = dict(records[-1], mAP=0.6, retired_because='missing')
+    results.write_text(json.dumps({'records': records, 'retired': [retired]}))
+    text = Path(write_report(str(results), str(tmp_path / 'rep2'), name='c',
+                             speed=False)['report']).read_text()
+    assert ('| resnet18_v1 | resnet18_v1 | control-hint | 45.0 (n=1) | 60.0 ± 0.0 (n=1) | '
+            '75% |') in text
     assert '| resnet18_v1 | 50.0 | 50.0 | +0.00 |' in text
     learning = tmp_path / 'rep' / 'c_learning.png'
     assert learning.is_file() and _png_size(learning)[0] > 300
