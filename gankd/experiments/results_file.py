@@ -12,8 +12,8 @@ import time
 
 from ..errors import GankdError
 
-__all__ = ['RESULTS_FORMAT', 'load_results', 'save_record', 'retire_record', 'done_records',
-           'claim']
+__all__ = ['RESULTS_FORMAT', 'load_results', 'save_record', 'retire_record', 'name_unnamed',
+           'done_records', 'claim']
 
 RESULTS_FORMAT = 'gankd-reproduce-results/1'
 
@@ -106,18 +106,32 @@ def save_record(path, record, name=None):
         _write_atomic(path, data)
 
 
+def name_unnamed(records, teacher):
+    """Write the teacher training ``teacher`` (a teacher's record) into each distilled
+    record of that teacher that names none (``teacher_mAP``, ``teacher_params_sha256``):
+    records from before trainings were named learnt from the training recorded then."""
+    for r in records:
+        if r.get('role') == 'distill' and r.get('teacher') == teacher.get('teacher') and \
+                'teacher_mAP' not in r:
+            r['teacher_mAP'] = teacher['mAP']
+            r['teacher_params_sha256'] = teacher.get('params_sha256')
+
+
 def retire_record(path, key, reason):
-    """Move the record ``key`` from ``records`` to the file's ``retired`` list.
+    """Move the teacher record ``key`` from ``records`` to the file's ``retired`` list.
 
     A teacher's weights are not committed: a grid resumed on another machine trains it
     again, from the same seed, and another CPU gives other weights. The cells distilled
     from the earlier training keep their numbers, so its record is kept, out of the
-    tables, with why it was retired.
+    tables, with why it was retired, and the cells that do not name their teacher
+    training yet are given this one (:func:`name_unnamed`).
     """
     with _locked(path):
         data = load_results(path)
         old = [r for r in data['records'] if r.get('key') == key]
         data['records'] = [r for r in data['records'] if r.get('key') != key]
+        for r in old:
+            name_unnamed(data['records'], r)
         data.setdefault('retired', []).extend(
             dict(r, retired_at=time.strftime('%Y-%m-%dT%H:%M:%S'), retired_because=reason)
             for r in old)

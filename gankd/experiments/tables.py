@@ -343,13 +343,7 @@ def controls_markdown(summary, records, digits=1, baseline='baseline'):
                   '|---|---|---|---|---|---|---|---|---|']
         for c in feature:
             # The teacher training the control learnt from, when its records name it.
-            # Records naming none learnt from the training recorded before trainings were
-            # named, if one was retired; else from the current one.
-            unnamed = [r for r in summary.get('teacher_trainings') or []
-                       if r['teacher'] == c['teacher'] and not r['sha256'] and r['cells']]
-            t = c.get('teacher_seen') or (
-                {'mean': unnamed[0]['mAP'], 'std': 0.0, 'n': 1} if unnamed else
-                summary['teacher_maps'].get(c['teacher'])) or {}
+            t = c.get('teacher_seen') or summary['teacher_maps'].get(c['teacher']) or {}
             share = c['mean'] / t['mean'] if t.get('n') and t['mean'] > 0 else None
             key = cell_key(c['student'], c['teacher'], c['method'])
             lines.append('| {} | {} | {} | {} | {} | {} | {} | {} | {} |'.format(
