@@ -62,6 +62,21 @@ def run_script(name, *args, timeout=300, env=None, cwd=None):
                              [str(a) for a in args], env, cwd=cwd, timeout=timeout)
 
 
+def assert_checkpoints_hold_and_resume(args, prefix, files):
+    """Train one epoch with ``args`` (checkpoints every iteration, ``--save-prefix
+    prefix``): every checkpoint holds ``files``; a second run resumes from them."""
+    first = run_script('train_gankd_ssd.py', *args, '--save-prefix', prefix,
+                       '--checkpoint-interval', 1, '--epochs', 1)
+    assert first.returncode == 0, first.stderr[-2000:]
+    ckpt = str(prefix) + '_ckpt'
+    saved = [set(os.listdir(os.path.join(ckpt, d))) for d in os.listdir(ckpt)]
+    assert saved and all(set(files) <= names for names in saved), saved
+    resumed = run_script('train_gankd_ssd.py', *args, '--save-prefix', prefix,
+                         '--checkpoint-interval', 1, '--epochs', 2, '--resume', 'auto')
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert 'Resumed from' in resumed.stdout + resumed.stderr
+
+
 def assert_two_devices_update_as_one(one, two, noise, min_compared):
     """Updates on two devices (``two``: one snapshot per device) equal the one-device
     update ``one`` within 2%, block by block, wherever the update stands out from the

@@ -2,11 +2,10 @@
 the cut graph computes the backbone exactly when fed the backbone's own values, each
 section from its own cut only; the term is zero for the teacher's own weights and trains
 every section at once; a cut that leaves a path around it, or no cut, is refused."""
-import os
-
 import pytest
 
-from conftest import DATA_SHAPE, STUDENT, TEACHER, run_script
+from conftest import (DATA_SHAPE, STUDENT, TEACHER, assert_checkpoints_hold_and_resume,
+                      run_script)
 from test_bad_input import GANKD, assert_one_line_error
 
 CUTS = ('pool0_fwd', 'stage1_activation0', 'stage2_activation0', 'stage3_activation0')
@@ -170,18 +169,11 @@ def test_a_narrower_student_learns_through_connectors_at_the_cuts(voc_root, teac
 
 
 def test_lit_connectors_are_checkpointed_and_resumed(voc_root, teacher_params, tmp_path):
-    args = [*GANKD, '--teacher-params', teacher_params, '--dataset-root', voc_root,
-            '--distill', 'lit', '--distill-options', 'lit.layers=' + ','.join(CUTS[:3]),
-            'lit.connector=1x1', '--save-prefix', tmp_path / 's', '--checkpoint-interval', 1]
-    first = run_script('train_gankd_ssd.py', *args, '--epochs', 1)
-    assert first.returncode == 0, first.stderr[-2000:]
-    ckpt = os.path.join(str(tmp_path), 's_ckpt')
-    saved = [sorted(os.listdir(os.path.join(ckpt, d))) for d in os.listdir(ckpt)]
-    assert saved and all({'lit_input_connectors.params', 'lit_output_connectors.params'} <=
-                         set(files) for files in saved), saved
-    resumed = run_script('train_gankd_ssd.py', *args, '--epochs', 2, '--resume', 'auto')
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert 'Resumed from' in resumed.stdout + resumed.stderr
+    assert_checkpoints_hold_and_resume(
+        [*GANKD, '--teacher-params', teacher_params, '--dataset-root', voc_root,
+         '--distill', 'lit', '--distill-options', 'lit.layers=' + ','.join(CUTS[:3]),
+         'lit.connector=1x1'],
+        tmp_path / 's', ['lit_input_connectors.params', 'lit_output_connectors.params'])
 
 
 def test_a_cut_of_another_size_is_refused_even_with_connectors(voc_root, teacher_params,

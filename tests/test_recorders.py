@@ -4,11 +4,10 @@ maps over the backbone's own parameters, and the recorded layer is the one named
 it trains that layer towards the teacher's, through a 1x1 connector of its own where the
 student's channels differ, which checkpoints and resumes; a layer the networks lack or
 size differently is refused in one line."""
-import os
-
 import pytest
 
-from conftest import DATA_SHAPE, STUDENT, TEACHER, run_script
+from conftest import (DATA_SHAPE, STUDENT, TEACHER, assert_checkpoints_hold_and_resume,
+                      run_script)
 from test_bad_input import GANKD, assert_one_line_error
 
 LAYER = 'stage1_activation0'  # the small ResNets' first stage (one block per stage)
@@ -143,17 +142,10 @@ def test_a_layer_of_other_channels_is_hinted_through_a_connector_of_its_own(voc_
 
 
 def test_layer_connectors_are_checkpointed_and_resumed(voc_root, teacher_params, tmp_path):
-    args = [*GANKD, '--teacher-params', teacher_params, '--dataset-root', voc_root,
-            '--distill', 'hint', '--distill-options', 'hint.layers=' + LAYER,
-            '--save-prefix', tmp_path / 's', '--checkpoint-interval', 1]
-    first = run_script('train_gankd_ssd.py', *args, '--epochs', 1)
-    assert first.returncode == 0, first.stderr[-2000:]
-    ckpt = os.path.join(str(tmp_path), 's_ckpt')
-    saved = [sorted(os.listdir(os.path.join(ckpt, d))) for d in os.listdir(ckpt)]
-    assert saved and all('hint_layer_connectors.params' in files for files in saved)
-    resumed = run_script('train_gankd_ssd.py', *args, '--epochs', 2, '--resume', 'auto')
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert 'Resumed from' in resumed.stdout + resumed.stderr
+    assert_checkpoints_hold_and_resume(
+        [*GANKD, '--teacher-params', teacher_params, '--dataset-root', voc_root,
+         '--distill', 'hint', '--distill-options', 'hint.layers=' + LAYER],
+        tmp_path / 's', ['hint_layer_connectors.params'])
 
 
 def test_a_layer_of_another_spatial_size_is_refused_in_one_line(voc_root, teacher_params,
