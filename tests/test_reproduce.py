@@ -115,6 +115,18 @@ def test_grid_runs_skips_resumes_and_reports(voc_root, tmp_path):
     assert third['params_sha256'] == second['params_sha256'] and \
         third['mAP'] == second['mAP']
 
+    # A recipe changed since (one more student flag): its cells are refused in one line;
+    # with --retire-changed a dry run lists them to run again and writes nothing.
+    changed = grid + ['--extra-flags', '--warmup-iters 2']
+    refused = run_script('reproduce.py', *changed, '--dry-run')
+    assert refused.returncode != 0 and 'Traceback' not in refused.stderr
+    assert 'run with other flags' in refused.stderr and '--retire-changed' in refused.stderr
+    before = out.read_bytes()
+    dry = run_script('reproduce.py', *changed, '--retire-changed', '--dry-run')
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert 'dry run: 5 cells, 1 done' in dry.stdout  # the teacher's flags did not change
+    assert dry.stdout.count('--warmup-iters 2') == 4 and out.read_bytes() == before
+
     rep = run_script('report.py', '--results', out, '--out-dir', tmp_path / 'rep',
                      '--name', 'tiny')
     assert rep.returncode == 0, rep.stderr[-2000:]
@@ -609,6 +621,65 @@ def test_report_says_whether_the_benchmark_can_measure():
     assert rows(records)['c'] == '| c | 27.3 ± 2.1 (n=3) | NO | NO | yes (+17.7) |'
     assert rows(records)['b'].endswith('| yes (+10.5) |')  # 45 - 34.5
     assert '**Can measure: no.**' in validity_markdown(summarize(records))
+    # A control's student is a baseline too: its seeds' spread counts.
+    control = [_record('r', 'none', 'baseline', s, v) for s, v in enumerate((0.37, 0.42, 0.41))]
+    control += [_record('r', 'resnet18_v1', 'control-hint', s, 0.7) for s in range(3)]
+    assert "| r (the controls' student) | 40.0 ± 2.6 (n=3) | yes | NO | NO (+5.0) |" == \
+        rows(small + control + [teacher])["r (the controls' student)"]
+    assert '**Can measure: no.**' in validity_markdown(summarize(small + control + [teacher]))
+
+
+def test_a_changed_recipe_retires_its_records_and_sets_its_old_run_aside(tmp_path):
+    from gankd.errors import GankdError
+    from gankd.experiments.grid import Cell, Grid
+    from gankd.experiments.report import write_report
+    from gankd.experiments.results_file import done_records, load_results
+    out, work = tmp_path / 'r.json', tmp_path / 'work'
+    old_flags = ['--epochs', '2', '--lr', '0.001']
+    new_flags = old_flags + ['--warmup-iters', '250']
+
+    def cell(seed):
+        prefix = str(work / 'students' / 'net-none-baseline-s{}'.format(seed) / 'model')
+        return Cell('net/none/baseline/seed{}'.format(seed), 'baseline', 'net', 'none',
+                    'baseline', seed, prefix, prefix + '_last.params',
+                    [sys.executable, 'train_ssd.py'] + new_flags)
+    cells = [cell(0), cell(1)]
+    finished = time.strftime('%Y-%m-%dT%H:%M:%S', time.localtime(time.time() - 3600))
+    records = [dict(_record('net', 'none', 'baseline', s, 0.3 + 0.05 * s), flags=old_flags,
+                    finished_at=finished) for s in (0, 1)]
+    out.write_text(json.dumps({'format': 'gankd-reproduce-results/1', 'records': records}))
+    # Seed 0's folder is the old run (written before its record); seed 1's was written
+    # since (the new recipe's run, started by hand): only the first is set aside.
+    for c, age in ((cells[0], 7200), (cells[1], 0)):
+        os.makedirs(os.path.dirname(c.prefix))
+        Path(c.params).write_bytes(b'weights')
+        os.utime(c.params, (time.time() - age, time.time() - age))
+    grid = Grid(name='g', dataset_root=str(tmp_path), teachers=('none',), students=('net',),
+                methods=(), seeds=(0, 1), teacher_flags={}, student_flags={}, out=str(out),
+                work_dir=str(work))
+    with pytest.raises(GankdError, match='--retire-changed'):
+        done_records(grid, cells)
+    assert done_records(grid, cells, 'drop') == {} and len(load_results(out)['records']) == 2
+    assert done_records(grid, cells, 'retire') == {}
+    data = load_results(out)
+    assert data['records'] == []
+    assert [r['key'] for r in data['retired']] == [c.key for c in cells]
+    assert {r['retired_because'] for r in data['retired']} == {
+        'the recipe changed: --warmup-iters 250 added'}
+    assert not os.path.exists(os.path.dirname(cells[0].prefix))
+    assert len(list((work / 'students').glob('net-none-baseline-s0.retired-*'))) == 1
+    assert os.path.exists(cells[1].params)
+    # The report keeps them, out of the tables, with why.
+    data['records'] = [dict(_record('net', 'none', 'baseline', s, 0.5), flags=new_flags)
+                       for s in (0, 1)]
+    out.write_text(json.dumps(data))
+    write_report(str(out), str(tmp_path / 'rep'), name='g', speed=False)
+    text = (tmp_path / 'rep' / 'g.md').read_text()
+    retired = text[text.index('### Retired cells'):].split('\n\n')[2].splitlines()
+    assert retired[2:] == ['| net / none / baseline | {} | {:.1f} | {} | the recipe changed: '
+                           '--warmup-iters 250 added |'.format(s, 30.0 + 5 * s, finished)
+                           for s in (0, 1)]
+    assert '| net | 50.0 ± 0.0 (n=2) |' in text
 
 
 def _history(path, points):

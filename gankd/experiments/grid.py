@@ -91,6 +91,10 @@ class Grid:
         student's baseline runs at these seeds too, so every gain still pairs up.
     family : str
         The detector family of every cell (:data:`TRAIN_SCRIPTS`).
+    retire_changed : bool
+        A cell recorded with other flags (the preset's recipe for it changed) runs
+        again, its old record kept under the results file's ``retired``; without it
+        such a record is refused.
     """
     name: str
     dataset_root: str
@@ -113,6 +117,7 @@ class Grid:
     student_seeds: Dict[str, Tuple[int, ...]] = field(default_factory=dict)
     method_seeds: Dict[str, Tuple[int, ...]] = field(default_factory=dict)
     family: str = 'ssd'
+    retire_changed: bool = False
 
     def script(self, distill):
         """The training script of the grid's family, plain or distillation."""

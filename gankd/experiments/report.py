@@ -12,7 +12,7 @@ from ..errors import GankdError
 from .figures import plot_curves, plot_gains, plot_learning, plot_maps
 from .published import PUBLISHED_LABEL
 from .results_file import load_results
-from .stats import speed_groups, summarize, teacher_trainings
+from .stats import retired_cells, speed_groups, summarize, teacher_trainings
 from .tables import markdown
 
 __all__ = ['measure_speed', 'reuse_speed', 'write_report', 'build_parser', 'main']
@@ -91,6 +91,7 @@ def write_report(results, out_dir, name=None, digits=1, speed=True, speed_from=N
     name = name or data.get('name') or os.path.splitext(os.path.basename(results))[0]
     summary = summarize(data['records'])
     summary['teacher_trainings'] = teacher_trainings(data)
+    summary['retired_cells'] = retired_cells(data)
     os.makedirs(out_dir, exist_ok=True)
     figures = OrderedDict()
     if summary['students']:

@@ -86,6 +86,9 @@ def build_parser():
     p.add_argument('--extra-flags', default='', help='more student training flags, one '
                    "string, e.g. '--momentum 0.8'")
     p.add_argument('--teacher-extra-flags', default='', help='more teacher training flags')
+    p.add_argument('--retire-changed', action='store_true',
+                   help='run again the cells recorded with other flags (the preset changed '
+                   'their recipe), keeping their old records under "retired" in --out')
     p.add_argument('--dry-run', action='store_true', help='print the commands, run nothing')
     return p
 
@@ -239,7 +242,7 @@ def grid_from_args(args):
                 student_seeds=dict(bench.student_seeds) if bench else {},
                 method_seeds=dict(bench.method_seeds) if bench else {},
                 student_overrides=dict(bench.student_overrides) if bench else {},
-                family=family)
+                family=family, retire_changed=args.retire_changed)
 
 
 def main(argv=None):

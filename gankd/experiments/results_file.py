@@ -13,7 +13,7 @@ import time
 from ..errors import GankdError
 
 __all__ = ['RESULTS_FORMAT', 'load_results', 'save_record', 'retire_record', 'name_unnamed',
-           'done_records', 'claim']
+           'flags_changed', 'set_aside_old_run', 'done_records', 'claim']
 
 RESULTS_FORMAT = 'gankd-reproduce-results/1'
 
@@ -118,20 +118,24 @@ def name_unnamed(records, teacher):
 
 
 def retire_record(path, key, reason):
-    """Move the teacher record ``key`` from ``records`` to the file's ``retired`` list.
+    """Move the record ``key`` from ``records`` to the file's ``retired`` list, with why.
 
-    A teacher's weights are not committed: a grid resumed on another machine trains it
-    again, from the same seed, and another CPU gives other weights. The cells distilled
-    from the earlier training keep their numbers, so its record is kept, out of the
-    tables, with why it was retired, and the cells that do not name their teacher
-    training yet are given this one (:func:`name_unnamed`).
+    Two things retire a record. A teacher's weights are not committed: a grid resumed on
+    another machine trains it again, from the same seed, and another CPU gives other
+    weights; the cells distilled from the earlier training keep their numbers, and those
+    that do not name their teacher training yet are given this one
+    (:func:`name_unnamed`). And a preset's recipe may change for a cell (a calibration
+    finds its seeds too noisy): ``reproduce.py --retire-changed`` runs the cell again
+    and keeps the record of the old recipe. Either way it stays in the file, out of the
+    tables, and the report lists it.
     """
     with _locked(path):
         data = load_results(path)
         old = [r for r in data['records'] if r.get('key') == key]
         data['records'] = [r for r in data['records'] if r.get('key') != key]
         for r in old:
-            name_unnamed(data['records'], r)
+            if r.get('role') == 'teacher':
+                name_unnamed(data['records'], r)
         data.setdefault('retired', []).extend(
             dict(r, retired_at=time.strftime('%Y-%m-%dT%H:%M:%S'), retired_because=reason)
             for r in old)
@@ -139,9 +143,60 @@ def retire_record(path, key, reason):
     return old
 
 
-def done_records(grid, cells):
-    """Records of cells already finished, by key; refuses records made with other flags,
-    since mixing them would put two experiments in one table."""
+def flags_changed(old, new):
+    """``'--warmup-iters 250 added'``: what separates two flag lists, for a reason."""
+    def pairs(flags):
+        out, i = [], 0
+        while i < len(flags):
+            if i + 1 < len(flags) and not str(flags[i + 1]).startswith('--'):
+                out.append('{} {}'.format(flags[i], flags[i + 1]))
+                i += 2
+            else:
+                out.append(str(flags[i]))
+                i += 1
+        return out
+    before, after = pairs(old or []), pairs(new or [])
+    parts = ['{} added'.format(p) for p in after if p not in before] + \
+        ['{} dropped'.format(p) for p in before if p not in after]
+    return ', '.join(parts) or 'the same flags in another order'
+
+
+def set_aside_old_run(prefix, record):
+    """Rename the folder of a retired record's run to ``<folder>.retired-<time>``, so that
+    ``--resume auto`` does not continue the old recipe's checkpoints under the new one.
+
+    Only a folder none of whose files is newer than the record is the old run; one
+    written to since (the new recipe's run, started by hand or by another process) is
+    left alone. A record without a readable time cannot tell them apart: its folder is
+    set aside, since continuing the wrong run would be worse than starting again.
+    Returns the new name, or None.
+    """
+    folder = os.path.dirname(os.path.abspath(prefix))
+    if not os.path.isdir(folder):
+        return None
+    try:
+        finished = time.mktime(time.strptime(record.get('finished_at') or '',
+                                             '%Y-%m-%dT%H:%M:%S'))
+    except ValueError:
+        finished = None
+    newest = max((os.path.getmtime(os.path.join(root, f))
+                  for root, _, files in os.walk(folder) for f in files), default=0.0)
+    if finished is not None and newest > finished + 5.0:
+        return None
+    aside = '{}.retired-{}'.format(folder, time.strftime('%Y%m%dT%H%M%S'))
+    os.rename(folder, aside)
+    return aside
+
+
+def done_records(grid, cells, on_changed='refuse'):
+    """Records of cells already finished, by key.
+
+    A record made with other flags than its cell's would put two experiments in one
+    table: ``on_changed`` 'refuse' raises, 'retire' moves it to ``retired``
+    (:func:`retire_record`) and sets its run's folder aside (:func:`set_aside_old_run`)
+    so the cell runs again under the new recipe, and 'drop' leaves it out of the answer
+    and touches nothing (a dry run of 'retire').
+    """
     done = {}
     for r in load_results(grid.out)['records']:
         if r.get('status') == 'ok':
@@ -150,9 +205,17 @@ def done_records(grid, cells):
         r = done.get(cell.key)
         if r is not None and r.get('flags') != cell.flags and (
                 cell.legacy_flags is None or r.get('flags') != cell.legacy_flags):
+            if on_changed in ('retire', 'drop'):
+                if on_changed == 'retire':
+                    retire_record(grid.out, cell.key, 'the recipe changed: {}'.format(
+                        flags_changed(r.get('flags'), cell.flags)))
+                    set_aside_old_run(cell.prefix, r)
+                del done[cell.key]
+                continue
             raise GankdError(
                 '{} holds cell {} run with other flags ({}); use another --out and '
-                '--work-dir, or delete that record'.format(
+                '--work-dir, or --retire-changed to run it again and keep that record '
+                'under "retired"'.format(
                     grid.out, cell.key, ' '.join(r.get('flags') or [])))
         if r is not None and cell.role != 'teacher' and r.get('select') != grid.select:
             raise GankdError('{} holds cell {} evaluated from its {} params, not --select {}; '

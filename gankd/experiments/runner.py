@@ -138,7 +138,9 @@ def run_grid(grid, dry_run=False, echo=None):
     # Flushed, so progress shows at once through a pipe (| tee) during hour-long cells.
     echo = echo or (lambda line: print(line, flush=True))
     cells = plan(grid)
-    done = done_records(grid, cells)
+    # --retire-changed: cells whose recipe changed run again, their old records kept.
+    on_changed = ('refuse' if not grid.retire_changed else 'drop' if dry_run else 'retire')
+    done = done_records(grid, cells, on_changed)
     failed_teachers = set()
     counts = {'cells': len(cells), 'skipped': 0, 'ok': 0, 'failed': 0}
     with StopSignals() as stop:
@@ -203,7 +205,8 @@ def _run_grid_cell(grid, cell, head, done, failed_teachers, counts, dry_run, ech
             return
         # Read again under the claim: another process may have finished the cell, or
         # retired and replaced a teacher's record, while this one waited or ran others.
-        record = done_records(grid, [cell]).get(cell.key)
+        record = done_records(grid, [cell],
+                              'retire' if grid.retire_changed else 'refuse').get(cell.key)
         if record is not None:
             changed = _teacher_changed(cell, record)
             if changed is None:

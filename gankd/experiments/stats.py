@@ -10,8 +10,7 @@ from .curves import is_control, read_history
 from .grid import BASELINE
 
 __all__ = ['mean_std', 'paired_gain', 'cell_key', 'summarize', 'gap_closed', 'speed_groups',
-           'teacher_trainings',
-           'record_family']
+           'retired_cells', 'teacher_trainings', 'record_family']
 
 
 def record_family(record):
@@ -249,3 +248,21 @@ def teacher_trainings(data):
                      'cells': sum(1 for d in distilled if d['teacher'] == r['teacher'] and
                                   d.get('teacher_params_sha256') == sha)})
     return rows
+
+
+def retired_cells(data):
+    """The student cells a results file keeps under ``retired``: runs of a recipe the
+    preset has since changed (``reproduce.py --retire-changed``).
+
+    Returns
+    -------
+    list of dict
+        By key and seed: ``key``, ``student``, ``teacher``, ``method``, ``seed``,
+        ``mAP`` (points), ``finished_at``, ``retired_because``.
+    """
+    rows = [{'key': r['key'], 'student': r['student'], 'teacher': r['teacher'],
+             'method': r['method'], 'seed': r['seed'], 'mAP': 100.0 * float(r['mAP']),
+             'finished_at': r.get('finished_at'), 'retired_because': r.get('retired_because')}
+            for r in data.get('retired', []) if r.get('role') in ('baseline', 'distill') and
+            r.get('status') == 'ok']
+    return sorted(rows, key=lambda r: (r['student'], r['teacher'], r['method'], r['seed']))

@@ -161,6 +161,22 @@ def _trainings_table(rows, digits):
     return lines + ['']
 
 
+def _retired_table(rows, digits):
+    """The cells of a recipe the preset has changed since: kept, out of the tables."""
+    if not rows:
+        return []
+    lines = ['### Retired cells', '',
+             'Runs of a recipe the preset has changed since (`reproduce.py '
+             '--retire-changed`), kept under `retired` in the results file and counted in '
+             'no table above.', '',
+             '| cell | seed | mAP | finished | retired because |', '|---|---|---|---|---|']
+    for r in rows:
+        lines.append('| {} / {} / {} | {} | {:.{d}f} | {} | {} |'.format(
+            r['student'], r['teacher'], r['method'], r['seed'], r['mAP'],
+            r['finished_at'] or '–', r['retired_because'] or '?', d=digits))
+    return lines + ['']
+
+
 def _methods_table(summary, teacher, digits):
     """Rows: baseline then each method; per student its mAP, the gain over the baseline
     and the share of the teacher-student gap closed."""
@@ -238,6 +254,7 @@ def markdown(summary, name, figures=None, digits=1, results_path=None, records=N
         out += ['## Teachers', ''] + _teachers_table(summary, digits) + [''] + (
             [] if frcnn else ['Model-zoo numbers: ' + MODEL_ZOO_SOURCE + '.', ''])
         out += _trainings_table(summary.get('teacher_trainings'), digits)
+    out += _retired_table(summary.get('retired_cells'), digits)
     out += ['## ' + PUBLISHED_LABEL.capitalize(), '',
             table_markdown('table3') if frcnn else
             table_markdown('table1', _published_rows(summary)), '']
@@ -298,7 +315,11 @@ def validity_markdown(summary, digits=1, limits=VALIDITY):
     teachers = {t: summary['teacher_maps'][t] for t in summary['teachers']
                 if not t.endswith('@random') and (summary['teacher_maps'].get(t) or {}).get('n')}
     rows, verdicts = [], []
-    for student in summary['students']:
+    # Every baseline counts (item 1 of issue 11), a control's student's too: it is a
+    # student whose seeds' spread the controls' verdicts rest on.
+    controls_students = [c['student'] for c in summary['cells'].values()
+                         if c['teacher'] == 'none' and c['student'] not in summary['students']]
+    for student in list(summary['students']) + controls_students:
         base = summary['cells'].get(cell_key(student, 'none', BASELINE))
         if not base or not base.get('n'):
             continue
@@ -311,7 +332,8 @@ def validity_markdown(summary, digits=1, limits=VALIDITY):
         margin = min(margins) >= limits['min_teacher_margin'] if margins else None
         verdicts += [level, spread, margin]
         rows.append('| {} | {} | {} | {} | {} |'.format(
-            student, fmt_cell(base, digits), 'yes' if level else 'NO',
+            student + (" (the controls' student)" if student in controls_students else ''),
+            fmt_cell(base, digits), 'yes' if level else 'NO',
             'not yet ({} of {} seeds)'.format(base['n'], limits['min_seeds'])
             if spread is None else ('yes' if spread else 'NO'),
             'not yet (no teacher)' if margin is None else '{} ({:+.{d}f})'.format(
